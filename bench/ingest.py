@@ -1,0 +1,288 @@
+"""Ingest benchmark: nethook vs. two anchors measured in the same run.
+
+    .venv/bin/python bench/ingest.py [--duration 10] [--connections 32] [--threads 2]
+                                     [--only NAME ...] [--json OUT]
+
+Each target is started on a free 127.0.0.1 port, checked with one good and one bad
+request, warmed up, then driven by wrk for ``--duration`` seconds with the same JSON body.
+See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import signal
+import sqlite3
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from _targets import TARGETS, Server, Target, TargetFailed, TargetUnavailable, free_port
+from _wrk import WrkError, WrkResult, lua_script, run_wrk, wrk_path
+from rich.console import Console
+from rich.table import Table
+
+#: uvicorn re-raises SIGTERM after its graceful shutdown, so -15 is a clean stop too.
+CLEAN_EXITS = (None, 0, -signal.SIGTERM, 128 + signal.SIGTERM)
+
+console = Console(stderr=True, highlight=False)
+# Not a terminal (CI log, `| tee`): wide enough that the header and table don't wrap.
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+
+
+@dataclass
+class Outcome:
+    name: str
+    status: str = "ok"  # ok | unavailable | failed
+    reason: str = ""
+    result: WrkResult | None = None
+    warmup: WrkResult | None = None
+    checked_2xx: int = 0  # accepted by the one-off check requests
+    server_cpu_s: float = 0.0
+    exit_code: int | None = None
+    stored_events: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def accepted(self) -> int:
+        """Every 2xx the target returned: check request, warm-up and measured run."""
+        runs = (r.ok_2xx for r in (self.warmup, self.result) if r is not None)
+        return self.checked_2xx + sum(runs)
+
+    def as_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"status": self.status}
+        if self.reason:
+            d["reason"] = self.reason
+        if self.result is not None:
+            d.update(self.result.as_dict())
+            d["server_cpu_s"] = round(self.server_cpu_s, 3)
+        if self.warmup is not None:
+            d["warmup"] = self.warmup.as_dict()
+        if self.status != "unavailable":
+            d["exit_code"] = self.exit_code
+        if self.stored_events is not None:
+            d["stored_events"] = self.stored_events
+            d["accepted_2xx"] = self.accepted
+        return d
+
+
+def bench_target(target: Target, args: argparse.Namespace) -> Outcome:
+    oc = Outcome(target.name)
+    try:
+        target.check_available()
+    except TargetUnavailable as exc:
+        return Outcome(target.name, "unavailable", str(exc))
+    with tempfile.TemporaryDirectory(prefix=f"nethook-bench-{target.name}-") as tmp:
+        workdir = Path(tmp)
+        port = free_port()
+        launch = target.prepare(workdir, port)
+        script = workdir / "bench.lua"
+        script.write_text(lua_script(launch.request), encoding="utf-8")
+        server = Server(launch, port, workdir)
+        url = server.base_url + launch.request.path
+        wrk_opts = {"connections": args.connections, "threads": args.threads}
+        console.print(f"[bold]{target.name}[/]: {target.description} on port {port}")
+        try:
+            server.start()
+            server.wait_ready()
+            oc.checked_2xx = server.check()
+            if args.warmup > 0:
+                console.print(f"  warm-up {args.warmup}s")
+                oc.warmup = run_wrk(url, script, duration=args.warmup, **wrk_opts)
+            console.print(f"  measuring {args.duration}s")
+            cpu0 = server.cpu_seconds()
+            oc.result = run_wrk(url, script, duration=args.duration, **wrk_opts)
+            oc.server_cpu_s = server.cpu_seconds() - cpu0
+        except (TargetFailed, WrkError, OSError) as exc:
+            oc.status, oc.reason = "failed", str(exc)
+        finally:
+            oc.exit_code = server.stop()
+        if oc.status == "failed":
+            tail = server.stderr_tail()
+            if tail:
+                oc.reason += "\n--- server stderr (tail) ---\n" + tail
+        elif oc.exit_code not in CLEAN_EXITS:
+            oc.extra["stderr_tail"] = server.stderr_tail()
+        if oc.result is not None:
+            try:
+                oc.stored_events = target.stored_events(workdir)
+            except (sqlite3.Error, OSError) as exc:  # report it, don't lose the other numbers
+                oc.extra["stored_events_error"] = f"{type(exc).__name__}: {exc}"
+    return oc
+
+
+# --------------------------------------------------------------------------- reporting
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def meta(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "duration_s": args.duration,
+        "warmup_s": args.warmup,
+        "connections": args.connections,
+        "wrk_threads": args.threads,
+        "python": platform.python_version(),
+    }
+
+
+def _pct(cpu_s: float, wall_s: float) -> str:
+    return f"{100 * cpu_s / wall_s:.0f}%" if wall_s else "-"
+
+
+def table(outcomes: list[Outcome]) -> Table:
+    t = Table(show_edge=False, pad_edge=False)
+    t.add_column("target")
+    for col in ("req/s", "p50 ms", "p99 ms", "non-2xx", "errors", "server CPU", "wrk CPU"):
+        t.add_column(col, justify="right")
+    for oc in outcomes:
+        r = oc.result
+        if r is None:
+            t.add_row(oc.name, f"[yellow]{oc.status}[/]", *["-"] * 6)
+            continue
+        t.add_row(
+            oc.name,
+            f"{r.rps:,.0f}",
+            f"{r.latency_ms['p50']:.2f}",
+            f"{r.latency_ms['p99']:.2f}",
+            str(r.non_2xx),
+            str(r.errors),
+            _pct(oc.server_cpu_s, r.duration_s),
+            _pct(r.wrk_cpu_s, r.duration_s),
+        )
+    return t
+
+
+def ratios(outcomes: list[Outcome]) -> dict[str, float | None]:
+    """``target/anchor`` req/s for nethook and every other non-anchor target that ran."""
+    by_name = {oc.name: oc for oc in outcomes}
+    anchors = [n for n, t in TARGETS.items() if t.anchor]
+    subjects = ["nethook"] + [n for n in by_name if n != "nethook" and not TARGETS[n].anchor]
+    result: dict[str, float | None] = {}
+    for name in subjects:
+        for anchor in anchors:
+            mine = by_name[name].result if name in by_name else None
+            ref = by_name[anchor].result if anchor in by_name else None
+            ok = mine is not None and ref is not None and ref.rps > 0
+            result[f"{name}/{anchor}"] = mine.rps / ref.rps if mine and ref and ok else None
+    return result
+
+
+def durability_line(oc: Outcome, connections: int) -> tuple[str, bool]:
+    """Events in the store vs. 2xx counted: fewer stored than acknowledged is a loss."""
+    stored, acked = oc.stored_events, oc.accepted
+    assert stored is not None
+    diff = stored - acked
+    # wrk abandons up to `connections` in-flight requests at the end of each of its runs;
+    # the server may still have stored those, so a small surplus is expected.
+    if diff < 0:
+        verdict, ok = f"[red]LOST {-diff}[/]", False
+    elif diff <= 2 * connections:
+        verdict, ok = "[green]OK[/] (surplus = requests in flight when wrk stopped)", True
+    else:
+        verdict, ok = "[yellow]surplus larger than in-flight requests could explain[/]", True
+    text = (
+        f"{oc.name} durability: {stored:,} events in the database vs {acked:,} 2xx "
+        f"(check + warm-up + run), difference {diff:+,} -> {verdict}"
+    )
+    return text, ok
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--duration", type=int, default=10, metavar="SECONDS", help="per target")
+    p.add_argument("--warmup", type=int, default=2, metavar="SECONDS", help="0 to skip")
+    p.add_argument("--connections", type=int, default=32, metavar="N")
+    p.add_argument("--threads", type=int, default=2, metavar="N", help="wrk threads")
+    p.add_argument(
+        "--only", action="append", choices=list(TARGETS), metavar="NAME",
+        help=f"run only this target (repeatable): {', '.join(TARGETS)}",
+    )  # fmt: skip
+    p.add_argument("--json", type=Path, metavar="OUT", help="write raw numbers here")
+    args = p.parse_args(argv)
+    if args.duration < 1 or args.connections < 1 or args.threads < 1 or args.warmup < 0:
+        p.error("--duration, --connections and --threads must be >= 1, --warmup >= 0")
+    if args.threads > args.connections:
+        p.error("wrk needs --connections >= --threads")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if wrk_path() is None:
+        console.print("[red]wrk not found[/]: run scripts/install-bench-deps.sh")
+        return 2
+    names = [n for n in TARGETS if n in (args.only or TARGETS)]
+    info = meta(args)
+    started = time.monotonic()
+    outcomes = [bench_target(TARGETS[n], args) for n in names]
+
+    out.print(
+        f"\ningest benchmark | {info['date']} | {info['cpu']}, {info['cores']} cores | "
+        f"{args.duration}s per target (+{args.warmup}s warm-up) | {args.connections} conns, "
+        f"{args.threads} wrk threads"
+    )
+    out.print(table(outcomes))
+    by_name = {oc.name: oc for oc in outcomes}
+    ratio = ratios(outcomes)
+    for key, value in ratio.items():
+        if value is None:
+            why = [
+                f"{n} {by_name[n].status if n in by_name else 'not run'}"
+                for n in key.split("/")
+                if n not in by_name or by_name[n].result is None
+            ]
+            out.print(f"{key} (req/s): n/a ({', '.join(why)})")
+        else:
+            out.print(f"{key} (req/s): {value:.2f}")
+
+    healthy = True
+    for oc in outcomes:
+        if oc.stored_events is not None:
+            line, ok = durability_line(oc, args.connections)
+            out.print(line)
+            healthy &= ok
+        if "stored_events_error" in oc.extra:
+            out.print(
+                f"[red]{oc.name} durability: cannot count[/]: {oc.extra['stored_events_error']}"
+            )
+            healthy = False
+        if oc.status == "failed":
+            out.print(f"[red]{oc.name} failed[/]: {oc.reason}")
+            healthy = False
+        elif oc.status == "unavailable":
+            out.print(f"[yellow]{oc.name} unavailable[/]: {oc.reason}")
+        if oc.extra.get("stderr_tail"):
+            out.print(f"{oc.name} exited {oc.exit_code}; stderr:\n{oc.extra['stderr_tail']}")
+    console.print(f"[dim]total {time.monotonic() - started:.0f}s[/]")
+
+    if args.json:
+        doc = {
+            "meta": info,
+            "targets": {oc.name: oc.as_dict() | oc.extra for oc in outcomes},
+            "ratios": {k: (round(v, 4) if v is not None else None) for k, v in ratio.items()},
+        }
+        args.json.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    return 0 if healthy else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,187 @@
+"""``create_app(config)``: the FastAPI application, its error handlers and lifespan wiring."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from . import __version__
+from .config import Config
+from .engine.dispatcher import Dispatcher, Outcome
+from .exceptions import RequestRejected, StoreUnavailable
+from .ingress import http as ingress_http
+from .runtime import Runtime
+from .store import Store, open_store
+
+log = structlog.get_logger("nethook.app")
+
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "bad_request",
+    429: "rate_limited",
+    500: "internal",
+    503: "unavailable",
+}
+
+
+class Service:
+    """The running service: the current runtime (swappable on reload), store, dispatcher."""
+
+    def __init__(self, runtime: Runtime, store: Store, workers: int = 1) -> None:
+        self.runtime = runtime
+        self.store = store
+        self.workers = workers
+        self.dispatcher: Dispatcher | None = None
+        self.http: httpx.AsyncClient | None = None
+
+    @property
+    def config(self) -> Config:
+        return self.runtime.config
+
+    async def start(self) -> None:
+        await self.store.open()
+        self.http = httpx.AsyncClient(follow_redirects=False)
+        if self.workers > 0:
+            self.dispatcher = Dispatcher(
+                self.store, self.config, lambda: self.runtime.rulebook, self.http
+            )
+            self.dispatcher.cfg = self.config.dispatcher.model_copy(
+                update={"concurrency": self.config.dispatcher.concurrency * self.workers}
+            )
+            self.dispatcher.start()
+
+    async def stop(self) -> None:
+        if self.dispatcher is not None:
+            await self.dispatcher.stop()
+        if self.http is not None:
+            await self.http.aclose()
+        await self.store.close()
+
+    async def wait_outcome(self, event_id: str, timeout: float) -> Outcome | None:
+        """Wait up to ``timeout`` for this node's dispatcher to finish an event."""
+        if self.dispatcher is None:
+            return None
+        fut = self.dispatcher.wait_for(event_id)
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), timeout)
+        except TimeoutError:
+            return None
+        finally:
+            self.dispatcher.forget(event_id, fut)
+
+
+def error_body(code: str, detail: str) -> dict[str, str]:
+    return {"error": code, "detail": detail}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Every error is JSON ``{error, detail}``; nothing internal reaches the sender."""
+
+    @app.exception_handler(RequestRejected)
+    async def _rejected(_req: Request, exc: RequestRejected) -> Response:
+        return ingress_http.json_response(exc.status, error_body(exc.code, exc.detail), exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_req: Request, exc: StarletteHTTPException) -> Response:
+        code = _STATUS_CODES.get(exc.status_code, "error")
+        detail = exc.detail if isinstance(exc.detail, str) else code
+        return ingress_http.json_response(
+            exc.status_code, error_body(code, detail), dict(exc.headers or {})
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_req: Request, exc: RequestValidationError) -> Response:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        return ingress_http.json_response(400, error_body("bad_request", problems))
+
+    @app.exception_handler(StoreUnavailable)
+    async def _store(_req: Request, exc: StoreUnavailable) -> Response:
+        log.error("store.unavailable", error=str(exc))
+        return ingress_http.json_response(
+            503,
+            error_body("store_unavailable", "the event store is unavailable; retry"),
+            {"Retry-After": "5"},
+        )
+
+    @app.exception_handler(Exception)
+    async def _crash(req: Request, exc: Exception) -> Response:
+        log.exception("request.crashed", path=req.url.path)
+        return ingress_http.json_response(500, error_body("internal", "internal error"))
+
+
+def create_app(config: Config, *, workers: int = 1, store: Store | None = None) -> FastAPI:
+    """Build the app for ``config``. ``workers=0`` serves ingress only (no dispatcher)."""
+    runtime = Runtime.build(config)
+    service = Service(runtime, store or open_store(config.store), workers)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await service.start()
+        log.info(
+            "service.started",
+            sources=sorted(runtime.sources),
+            rules=len(runtime.rulebook.rules),
+            workers=workers,
+        )
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    app = FastAPI(
+        title="nethook",
+        version=__version__,
+        description="Event-driven network automation: post events, nethook stores them "
+        "durably, matches rules and runs actions.",
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    install_error_handlers(app)
+
+    @app.get("/health", tags=["ops"], summary="Store reachable, queue depth")
+    async def health() -> Response:
+        try:
+            await service.store.ping()
+            depth = await service.store.queue_depth()
+        except StoreUnavailable as exc:
+            return ingress_http.json_response(
+                503,
+                {"status": "unavailable", "store": "unreachable", "detail": str(exc)},
+                {"Retry-After": "5"},
+            )
+        body: dict[str, Any] = {
+            "status": "ok",
+            "store": "ok",
+            "queue_depth": depth,
+            "version": __version__,
+            "workers": service.dispatcher is not None,
+        }
+        return ingress_http.json_response(200, body)
+
+    app.include_router(ingress_http.router)
+    from .api import router as api_router
+
+    app.include_router(api_router)
+    # Last: a source's own ``path:`` (e.g. /joke), resolved per request so reloads apply.
+    app.add_api_route(
+        "/{path:path}", ingress_http.custom_path, methods=["POST"], include_in_schema=False
+    )
+    return app

@@ -1,0 +1,357 @@
+"""The ``nethook`` command (Typer + Rich). Every option also reads a ``NETHOOK_*`` variable."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from . import config as config_mod
+from .config import Config
+from .exceptions import ConfigError, NethookError
+
+app = typer.Typer(
+    help="nethook: webhooks and syslog in, rules, network actions out.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+config_app = typer.Typer(help="Check configuration files.", no_args_is_help=True)
+events_app = typer.Typer(help="Inspect and replay stored events.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(events_app, name="events")
+
+console = Console(soft_wrap=True)
+err = Console(stderr=True)
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        envvar="NETHOOK_CONFIG",
+        help="Config file (YAML or JSON). Default: the embedded default in this folder.",
+    ),
+]
+
+
+def _load(path: Path | None) -> Config:
+    try:
+        return config_mod.load(path) if path is not None else config_mod.default_config()
+    except ConfigError as exc:
+        err.print(f"[red]config error[/red] in {path or 'the default config'}:")
+        for line in exc.errors:
+            err.print(f"  - {line}")
+        raise typer.Exit(2) from None
+
+
+def _default_token(cfg: Config) -> str | None:
+    """The generated token of a ``default`` source that uses the token file, if any."""
+    src = (cfg.sources or {}).get("default")
+    if src is None or src.auth is None or src.auth.type != "token":
+        return None
+    if src.auth.secret_file is not None and src.auth.secret_file.name == config_mod.TOKEN_FILE_NAME:
+        return config_mod.ensure_token_file(src.auth.secret_file)
+    return None
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    console.print(f"nethook {__version__}")
+
+
+@app.command()
+def serve(
+    config: ConfigOpt = None,
+    host: Annotated[str | None, typer.Option(envvar="NETHOOK_HOST")] = None,
+    port: Annotated[int | None, typer.Option(envvar="NETHOOK_PORT")] = None,
+    workers: Annotated[
+        int,
+        typer.Option(envvar="NETHOOK_WORKERS", help="Dispatcher slots multiplier in this process."),
+    ] = 1,
+    no_workers: Annotated[bool, typer.Option("--no-workers", help="Ingress only.")] = False,
+    log_format: Annotated[
+        str | None, typer.Option(envvar="NETHOOK_LOG_FORMAT", help="json or console")
+    ] = None,
+) -> None:
+    """Run the HTTP service (ingress, API, and in-process workers)."""
+    import uvicorn
+
+    from . import logs
+    from .app import create_app
+
+    cfg = _load(config)
+    token = _default_token(cfg)
+    server_cfg = cfg.server.model_copy(
+        update={k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    )
+    cfg = cfg.model_copy(update={"server": server_cfg})
+    logs.configure(cfg.logging, log_format)
+    try:
+        application = create_app(cfg, workers=0 if no_workers else workers)
+    except ConfigError as exc:
+        err.print("[red]config error:[/red]")
+        for line in exc.errors:
+            err.print(f"  - {line}")
+        raise typer.Exit(2) from None
+    scheme = "https" if server_cfg.tls else "http"
+    shown_host = "127.0.0.1" if server_cfg.host in ("0.0.0.0", "::") else server_cfg.host
+    url = f"{scheme}://{shown_host}:{server_cfg.port}"
+    console.print(f"[bold]nethook {__version__}[/bold] on {url}  (store: {cfg.store.url})")
+    if token is not None:
+        console.print(
+            f"token for source 'default' (saved in {config_mod.TOKEN_FILE_NAME}, mode 0600):"
+            f" [bold]{token}[/bold]"
+        )
+        console.print(
+            f"try: curl -s -X POST {url}/events -H 'Content-Type: application/json' "
+            f"-H 'X-Webhook-Token: {token}' "
+            """-d '{"event":"joke_request","data":{"user_id":"me"}}'"""
+        )
+    sys.stdout.flush()
+    ssl: dict[str, Any] = {}
+    if server_cfg.tls is not None:
+        import ssl as ssl_mod
+
+        ssl = {
+            "ssl_certfile": str(server_cfg.tls.certfile),
+            "ssl_keyfile": str(server_cfg.tls.keyfile),
+        }
+        if server_cfg.tls.client_ca is not None:
+            ssl.update(
+                ssl_ca_certs=str(server_cfg.tls.client_ca), ssl_cert_reqs=ssl_mod.CERT_REQUIRED
+            )
+    uv = uvicorn.Config(
+        application,
+        host=server_cfg.host,
+        port=server_cfg.port,
+        log_level="warning",
+        access_log=False,
+        server_header=False,
+        timeout_keep_alive=int(server_cfg.keepalive_timeout),
+        limit_concurrency=server_cfg.limit_concurrency,
+        h11_max_incomplete_event_size=server_cfg.max_header_bytes,
+        lifespan="on",
+        **ssl,
+    )
+    uvicorn.Server(uv).run()
+
+
+@app.command()
+def worker(
+    config: ConfigOpt = None,
+    log_format: Annotated[str | None, typer.Option(envvar="NETHOOK_LOG_FORMAT")] = None,
+) -> None:
+    """Run a dispatcher only (no HTTP): claims and processes events from the store."""
+    import httpx
+
+    from . import logs
+    from .engine.dispatcher import Dispatcher
+    from .runtime import Runtime
+    from .store import open_store
+
+    cfg = _load(config)
+    logs.configure(cfg.logging, log_format)
+    try:
+        runtime = Runtime.build(cfg)
+    except ConfigError as exc:
+        for line in exc.errors:
+            err.print(f"  - {line}")
+        raise typer.Exit(2) from None
+
+    async def main() -> None:
+        store = open_store(cfg.store)
+        await store.open()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with httpx.AsyncClient() as client:
+            disp = Dispatcher(store, cfg, lambda: runtime.rulebook, client)
+            disp.start()
+            console.print(f"nethook worker {disp.owner} running (store: {cfg.store.url})")
+            await stop.wait()
+            await disp.stop()
+        await store.close()
+
+    asyncio.run(main())
+
+
+STARTER = """\
+# nethook configuration. Reference: docs/config.md
+server: {{host: 127.0.0.1, port: {port}}}
+store: {{url: "sqlite:///nethook.db", data_dir: nethook-data}}
+security: {{max_payload_size: 1048576, rate_limit: {{requests_per_minute: 600}}}}
+logging: {{level: INFO, format: json}}
+apis:
+  dad_jokes: {{url: "https://icanhazdadjoke.com/", headers: {{Accept: application/json}}}}
+  deck_of_cards: {{base_url: "https://deckofcardsapi.com/api"}}
+sources:
+  default:                       # POST /events
+    format: envelope
+    auth: {{type: token, header: X-Webhook-Token, secret: "${{NETHOOK_TOKEN:-{token}}}"}}
+rules:
+  - name: tell a joke
+    on: {{type: joke_request}}
+    do:
+      - joke: {{}}
+  - name: draw cards
+    on: {{type: card_draw}}
+    do:
+      - card_draw:
+          deck_id: "{{{{ event.data.deck_id | default('new') }}}}"
+          count: "{{{{ event.data.count | default(1) }}}}"
+          game_session: "{{{{ event.data.game_session | default('') }}}}"
+  - name: device status check
+    on: {{type: device_status_check}}
+    do:
+      - log: {{message: "status check for {{{{ event.data.device_ip }}}}: {{{{ event.data.command }}}}"}}
+"""
+
+
+@app.command()
+def init(
+    path: Annotated[Path, typer.Argument(help="Where to write the config.")] = Path("nethook.yml"),
+    port: int = 8000,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a starter config with a random token and print a ready curl line."""
+    if path.exists() and not force:
+        err.print(f"{path} exists; use --force to overwrite")
+        raise typer.Exit(1)
+    token = secrets.token_urlsafe(24)
+    path.write_text(STARTER.format(token=token, port=port), encoding="utf-8")
+    path.chmod(0o600)
+    console.print(f"wrote {path} (mode 0600). Start it with: nethook serve --config {path}")
+    console.print(
+        f"then: curl -s -X POST http://127.0.0.1:{port}/events -H 'Content-Type: application/json' "
+        f"-H 'X-Webhook-Token: {token}' "
+        """-d '{"event":"joke_request","data":{"user_id":"me"}}'"""
+    )
+
+
+@config_app.command("check")
+def config_check(path: Annotated[Path, typer.Argument(help="Config file to check.")]) -> None:
+    """Validate a config file: prints OK, or every error naming its key (exit 2)."""
+    from .runtime import Runtime
+
+    cfg = _load(path)
+    try:
+        Runtime.build(cfg)
+    except ConfigError as exc:
+        err.print(f"[red]config error[/red] in {path}:")
+        for line in exc.errors:
+            err.print(f"  - {line}")
+        raise typer.Exit(2) from None
+    console.print(f"OK: {path} ({len(cfg.sources or {})} sources, {len(cfg.rules or [])} rules)")
+
+
+# --------------------------------------------------------------------------- events
+
+
+def _with_store(cfg: Config, fn: Any) -> Any:
+    from .store import open_store
+
+    async def main() -> Any:
+        store = open_store(cfg.store)
+        await store.open()
+        try:
+            return await fn(store)
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(main())
+    except NethookError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+
+
+@events_app.command("list")
+def events_list(
+    config: ConfigOpt = None,
+    status: Annotated[str | None, typer.Option()] = None,
+    type: Annotated[str | None, typer.Option("--type")] = None,
+    source: Annotated[str | None, typer.Option()] = None,
+    limit: Annotated[int, typer.Option()] = 20,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List events, newest first."""
+    from datetime import datetime
+
+    from .store.base import EventFilter
+
+    cfg = _load(config)
+    events = _with_store(
+        cfg,
+        lambda s: s.list_events(EventFilter(status=status, type=type, source=source, limit=limit)),
+    )
+    if as_json:
+        sys.stdout.write(orjson.dumps([e.as_dict() for e in events]).decode() + "\n")
+        return
+    table = Table("id", "received", "source", "type", "status", "attempts", "error")
+    colors = {"succeeded": "green", "dead": "red", "queued": "yellow", "running": "cyan"}
+    for e in events:
+        color = colors.get(str(e.status), "white")
+        table.add_row(
+            e.id,
+            datetime.fromtimestamp(e.received_at).strftime("%Y-%m-%d %H:%M:%S"),
+            e.source,
+            e.type,
+            f"[{color}]{e.status}[/{color}]",
+            str(e.attempts),
+            (e.error or "")[:60],
+        )
+    console.print(table)
+
+
+@events_app.command("show")
+def events_show(event_id: str, config: ConfigOpt = None) -> None:
+    """Show one event with its action runs and artifacts (JSON)."""
+    cfg = _load(config)
+
+    async def fetch(store: Any) -> Any:
+        event = await store.get_event(event_id)
+        if event is None:
+            return None
+        return {
+            "event": event.as_dict(),
+            "runs": [r.as_dict() for r in await store.list_runs(event_id)],
+            "artifacts": [a.as_dict() for a in await store.list_artifacts(event_id)],
+        }
+
+    data = _with_store(cfg, fetch)
+    if data is None:
+        err.print(f"no event {event_id}")
+        raise typer.Exit(1)
+    console.print_json(orjson.dumps(data).decode())
+
+
+@events_app.command("replay")
+def events_replay(event_id: str, config: ConfigOpt = None) -> None:
+    """Queue a fresh copy of an event; a running server's workers pick it up."""
+    cfg = _load(config)
+    result = _with_store(cfg, lambda s: s.replay(event_id))
+    if result is None:
+        err.print(f"no event {event_id}")
+        raise typer.Exit(1)
+    console.print(f"queued {result.id} (replay of {event_id})")
+
+
+def main() -> None:
+    with contextlib.suppress(KeyboardInterrupt):
+        app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,533 @@
+"""The one config file: pydantic models, YAML/JSON loading, ``${VAR}`` interpolation.
+
+YAML is read with a YAML 1.2-style core schema: only ``true``/``false`` are booleans, so a
+rule's ``on:`` key and values such as ``state: off`` stay strings (PyYAML's YAML 1.1 would
+turn them into ``True``/``False``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets as _secrets
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from .exceptions import ConfigError
+
+# --------------------------------------------------------------------------- YAML loading
+
+
+class _CoreLoader(yaml.SafeLoader):
+    """SafeLoader whose booleans are only true/false (YAML 1.2 core schema)."""
+
+
+_CoreLoader.yaml_implicit_resolvers = {
+    key: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_CoreLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool",
+    re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"),
+)
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML with the core-schema booleans (``on``/``off``/``yes``/``no`` stay strings)."""
+    return yaml.load(text, Loader=_CoreLoader)
+
+
+# --------------------------------------------------------------------------- interpolation
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def interpolate(value: Any, env: dict[str, str] | None = None, path: str = "") -> Any:
+    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string of a loaded document.
+
+    A variable that is unset and has no default is an error naming the key that uses it.
+    ``$${`` escapes a literal ``${``.
+    """
+    environ = os.environ if env is None else env
+    errors: list[str] = []
+
+    def walk(node: Any, where: str) -> Any:
+        if isinstance(node, dict):
+            return {k: walk(v, f"{where}.{k}" if where else str(k)) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v, f"{where}[{i}]") for i, v in enumerate(node)]
+        if isinstance(node, str) and "${" in node:
+
+            def sub(m: re.Match[str]) -> str:
+                start = m.start()
+                if start > 0 and node[start - 1] == "$":
+                    return m.group(0)
+                name, default = m.group(1), m.group(2)
+                if name in environ:
+                    return environ[name]
+                if default is not None:
+                    return default
+                errors.append(f"{where or '<root>'}: environment variable {name} is not set")
+                return ""
+
+            return _VAR.sub(sub, node).replace("$${", "${")
+        return node
+
+    result = walk(value, path)
+    if errors:
+        raise ConfigError(errors)
+    return result
+
+
+# --------------------------------------------------------------------------- models
+
+
+class _Model(BaseModel):
+    # Unknown keys are errors: a typo in a security setting must not silently do nothing.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class TLSConfig(_Model):
+    certfile: Path
+    keyfile: Path
+    client_ca: Path | None = None
+
+
+class ServerConfig(_Model):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    debug: bool = False
+    tls: TLSConfig | None = None
+    # Against slow or abusive clients (issue part 2/7); uvicorn enforces these.
+    max_header_bytes: int = Field(16384, ge=1024)
+    request_timeout: float = Field(30.0, gt=0)
+    keepalive_timeout: float = Field(5.0, gt=0)
+    limit_concurrency: int | None = Field(None, ge=1)
+
+
+class RetentionConfig(_Model):
+    max_age_days: float | None = Field(None, gt=0)
+    max_events: int | None = Field(None, ge=1)
+
+
+class StoreConfig(_Model):
+    url: str = "sqlite:///nethook.db"
+    data_dir: Path = Path("nethook-data")
+    lease_seconds: float = Field(30.0, gt=0)
+    poll_interval: float = Field(0.5, gt=0)
+    # Group commit: a writer waits at most this long to gather more writes into one fsync.
+    commit_delay_ms: float = Field(0.0, ge=0)
+    retention: RetentionConfig = RetentionConfig()
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, v: str) -> str:
+        if not (v.startswith("sqlite:") or v.startswith(("postgresql:", "postgres:"))):
+            raise ValueError("must start with sqlite:/// or postgresql://")
+        return v
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        if not self.url.startswith("sqlite:"):
+            return None
+        rest = self.url.removeprefix("sqlite:").removeprefix("//")
+        # sqlite:///relative.db -> "/relative.db" after removing "//" -> strip one slash;
+        # sqlite:////abs/path.db -> "//abs/path.db" -> "/abs/path.db".
+        if rest.startswith("/"):
+            rest = rest[1:]
+        return Path(rest or "nethook.db")
+
+
+class RateLimitConfig(_Model):
+    requests_per_minute: float = Field(600, gt=0)
+    burst: int | None = Field(None, ge=1)
+    storage: str = "memory://"
+
+
+class SecurityConfig(_Model):
+    max_payload_size: int = Field(1_048_576, ge=1)
+    rate_limit: RateLimitConfig = RateLimitConfig()
+    trusted_proxies: list[str] = []
+
+
+class LoggingConfig(_Model):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "debug", "info", "warning", "error"] = (
+        "INFO"
+    )
+    format: Literal["json", "console"] = "json"
+    file: Path | None = None
+
+
+class ApiConfig(_Model):
+    url: str | None = None
+    base_url: str | None = None
+    headers: dict[str, str] = {}
+    timeout: float = Field(10.0, gt=0)
+    verify_tls: bool = True
+
+
+AuthType = Literal[
+    "none", "token", "bearer", "basic", "hmac", "github", "standard-webhooks", "meraki"
+]
+
+
+class AuthConfig(_Model):
+    """How a source proves who it is. Several secrets may be given for rotation."""
+
+    type: AuthType
+    header: str | None = None
+    secret: SecretStr | None = Field(None, validation_alias="token")
+    secrets: list[SecretStr] = []
+    secret_file: Path | None = None
+    username: str | None = None
+    algorithm: Literal["sha1", "sha256", "sha512"] = "sha256"
+    encoding: Literal["hex", "base64"] = "hex"
+    prefix: str = ""
+    timestamp_header: str | None = None
+    tolerance: float = Field(300.0, gt=0)
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _token_alias(cls, data: Any) -> Any:
+        # ``token:`` reads better for bearer/token sources; it means the same as ``secret:``.
+        if isinstance(data, dict) and "token" in data and "secret" in data:
+            raise ValueError("give either 'token' or 'secret', not both")
+        return data
+
+    def all_secrets(self) -> list[str]:
+        """Every accepted secret, in order: ``secret``, ``secrets``, then ``secret_file`` lines."""
+        out: list[str] = []
+        if self.secret is not None:
+            out.append(self.secret.get_secret_value())
+        out.extend(s.get_secret_value() for s in self.secrets)
+        if self.secret_file is not None:
+            text = self.secret_file.read_text(encoding="utf-8")
+            out.extend(line.strip() for line in text.splitlines() if line.strip())
+        return [s for s in out if s]
+
+
+class ReplyConfig(_Model):
+    status: int = Field(200, ge=100, le=599)
+    headers: dict[str, str] = {}
+    body: str | None = None
+
+
+class SourceConfig(_Model):
+    """A sender: its route, how it authenticates, how its payload becomes events."""
+
+    type: Literal["http", "syslog"] = "http"
+    auth: AuthConfig | None = None
+    path: str | None = None
+    format: str = "auto"
+    event_type: str | None = None
+    max_payload_size: int | None = Field(None, ge=1)
+    rate_limit: RateLimitConfig | None = None
+    allow: list[str] = []
+    respond: Literal["queued", "result"] = "queued"
+    wait: float = Field(10.0, ge=0, le=300)
+    reply: ReplyConfig | None = None
+    listen: str | None = None
+
+
+class RuleOn(_Model):
+    type: str | list[str] | None = None
+    source: str | list[str] | None = None
+
+    def types(self) -> list[str] | None:
+        return [self.type] if isinstance(self.type, str) else self.type
+
+    def sources(self) -> list[str] | None:
+        return [self.source] if isinstance(self.source, str) else self.source
+
+
+class ThrottleConfig(_Model):
+    once_within: str | None = None
+    once_after: str | None = None
+    group_by: list[str] = []
+
+
+class AccumulateConfig(_Model):
+    threshold: int = Field(..., ge=1)
+    within: str
+    group_by: list[str] = []
+
+
+class RuleConfig(_Model):
+    name: str
+    on: RuleOn = RuleOn()
+    when: str | bool | None = None
+    do: list[dict[str, Any]] = Field(default_factory=list)
+    stop: bool = False
+    throttle: ThrottleConfig | None = None
+    accumulate: AccumulateConfig | None = None
+    allow_config: bool = False
+
+    @field_validator("do")
+    @classmethod
+    def _one_action_per_step(cls, v: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for i, step in enumerate(v):
+            names = [k for k in step if k not in _STEP_KEYS]
+            if len(names) != 1:
+                raise ValueError(
+                    f"step {i} must name exactly one action (got {names or 'none'}); "
+                    f"per-step keys are {sorted(_STEP_KEYS)}"
+                )
+        return v
+
+
+_STEP_KEYS = frozenset({"when", "continue_on_error", "timeout", "retries", "name"})
+
+
+class DispatcherConfig(_Model):
+    concurrency: int = Field(8, ge=1, le=1024)
+    max_attempts: int = Field(5, ge=1, le=100)
+    backoff_base: float = Field(1.0, gt=0)
+    backoff_max: float = Field(300.0, gt=0)
+    action_timeout: float = Field(30.0, gt=0)
+    max_emit_depth: int = Field(5, ge=0)
+
+
+class AdminConfig(_Model):
+    token: SecretStr | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+
+
+class Config(_Model):
+    """The whole configuration file."""
+
+    server: ServerConfig = ServerConfig()
+    store: StoreConfig = StoreConfig()
+    security: SecurityConfig = SecurityConfig()
+    logging: LoggingConfig = LoggingConfig()
+    apis: dict[str, ApiConfig] = {}
+    admin: AdminConfig = AdminConfig()
+    dispatcher: DispatcherConfig = DispatcherConfig()
+    inventory: Path | None = None
+    vars: dict[str, Any] = {}
+    sources: dict[str, SourceConfig] | None = None
+    rules: list[RuleConfig] | None = None
+
+    @field_validator("sources")
+    @classmethod
+    def _sources_have_auth(
+        cls, v: dict[str, SourceConfig] | None
+    ) -> dict[str, SourceConfig] | None:
+        for name, src in (v or {}).items():
+            if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+                raise ValueError(f"{name}: source names may use letters, digits, '_', '.', '-'")
+            if src.type == "http" and src.auth is None:
+                raise ValueError(
+                    f"{name}.auth: every source needs auth (use {{type: none}} to opt out)"
+                )
+        return v
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _format_validation(exc: ValidationError) -> list[str]:
+    out = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "<root>"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        out.append(f"{loc}: {msg}")
+    return out
+
+
+def parse_text(text: str, suffix: str) -> Any:
+    """Parse a config document by file extension (``.json`` or ``.yml``/``.yaml``)."""
+    try:
+        if suffix == ".json":
+            return orjson.loads(text)
+        if suffix in (".yml", ".yaml"):
+            return load_yaml(text)
+    except (orjson.JSONDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot parse: {exc}") from exc
+    raise ConfigError(f"unknown config extension {suffix!r}: use .json, .yml or .yaml")
+
+
+def from_dict(raw: Any, env: dict[str, str] | None = None, base_dir: Path | None = None) -> Config:
+    """Validate a loaded document into a :class:`Config` (interpolating ``${VAR}`` first)."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError("<root>: the config must be a mapping")
+    raw = interpolate(raw, env)
+    try:
+        cfg = Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation(exc)) from None
+    if base_dir is not None:
+        cfg = _resolve_paths(cfg, base_dir)
+    return cfg
+
+
+def _resolve_paths(cfg: Config, base: Path) -> Config:
+    """Relative paths in a config file are relative to that file, as users expect."""
+
+    def fix(p: Path | None) -> Path | None:
+        return p if p is None or p.is_absolute() else base / p
+
+    store = cfg.store
+    path = store.sqlite_path
+    url = store.url
+    if path is not None and not path.is_absolute():
+        url = f"sqlite:///{fix(path)}"
+    data_dir = fix(store.data_dir)
+    assert data_dir is not None
+    store = store.model_copy(update={"url": url, "data_dir": data_dir})
+    sources = None
+    if cfg.sources is not None:
+        sources = {}
+        for name, src in cfg.sources.items():
+            if src.auth is not None and src.auth.secret_file is not None:
+                src = src.model_copy(
+                    update={
+                        "auth": src.auth.model_copy(
+                            update={"secret_file": fix(src.auth.secret_file)}
+                        )
+                    }
+                )
+            sources[name] = src
+    tls = cfg.server.tls
+    if tls is not None:
+        tls = TLSConfig(
+            certfile=fix(tls.certfile) or tls.certfile,
+            keyfile=fix(tls.keyfile) or tls.keyfile,
+            client_ca=fix(tls.client_ca),
+        )
+    server = cfg.server.model_copy(update={"tls": tls})
+    return cfg.model_copy(
+        update={
+            "store": store,
+            "sources": sources,
+            "inventory": fix(cfg.inventory),
+            "server": server,
+        }
+    )
+
+
+def load(path: str | Path, env: dict[str, str] | None = None) -> Config:
+    """Load and validate a config file; raise :class:`ConfigError` naming each bad key."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read {p}: {exc.strerror}") from None
+    cfg = from_dict(parse_text(text, p.suffix.lower()), env, base_dir=p.resolve().parent)
+    return with_defaults(cfg)
+
+
+# --------------------------------------------------------------------------- defaults
+
+TOKEN_FILE_NAME = "nethook.token"
+
+
+def token_file_for(cfg: Config) -> Path:
+    """Where the generated default token lives: beside the SQLite database (or the data dir)."""
+    db = cfg.store.sqlite_path
+    base = db.parent if db is not None else cfg.store.data_dir
+    return base / TOKEN_FILE_NAME
+
+
+def ensure_token_file(path: Path) -> str:
+    """Return the token in ``path``, creating it (mode 0600) with a random token if missing."""
+    if path.exists():
+        return path.read_text(encoding="utf-8").strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = _secrets.token_urlsafe(24)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(token + "\n")
+    return token
+
+
+CLASSIC_RULES: list[dict[str, Any]] = [
+    {
+        "name": "tell a joke",
+        "on": {"type": "joke_request"},
+        "do": [{"joke": {}}],
+    },
+    {
+        "name": "draw cards",
+        "on": {"type": "card_draw"},
+        "do": [
+            {
+                "card_draw": {
+                    "deck_id": "{{ event.data.deck_id | default('new') }}",
+                    "count": "{{ event.data.count | default(1) }}",
+                    "game_session": "{{ event.data.game_session | default('') }}",
+                    "shuffle": "{{ event.data.shuffle | default(false) }}",
+                }
+            }
+        ],
+    },
+    {
+        "name": "device status check",
+        "on": {"type": "device_status_check"},
+        "do": [
+            {
+                "log": {
+                    "message": "device status check for {{ event.data.device_ip }}: "
+                    "{{ event.data.command }} (device actions arrive with part 4/7)",
+                }
+            }
+        ],
+    },
+]
+
+
+def with_defaults(cfg: Config, env: dict[str, str] | None = None) -> Config:
+    """Fill what a classic or minimal config leaves out.
+
+    No ``sources``: a ``default`` source with token auth (``X-Webhook-Token``); the token comes
+    from ``NETHOOK_TOKEN`` or a file generated once beside the database. No ``rules``: the rules
+    for the three classic events.
+    """
+    update: dict[str, Any] = {}
+    if cfg.sources is None:
+        environ = os.environ if env is None else env
+        if environ.get("NETHOOK_TOKEN"):
+            auth = AuthConfig(
+                type="token", header="X-Webhook-Token", secret=SecretStr(environ["NETHOOK_TOKEN"])
+            )
+        else:
+            auth = AuthConfig(
+                type="token", header="X-Webhook-Token", secret_file=token_file_for(cfg)
+            )
+        update["sources"] = {"default": SourceConfig(auth=auth, format="envelope")}
+    if cfg.rules is None:
+        update["rules"] = [RuleConfig.model_validate(r) for r in CLASSIC_RULES]
+    return cfg.model_copy(update=update) if update else cfg
+
+
+def default_config(workdir: Path | None = None) -> Config:
+    """The embedded default: SQLite in the working directory, classic rules, token auth."""
+    base = (workdir or Path.cwd()).resolve()
+    cfg = from_dict(
+        {
+            "store": {
+                "url": f"sqlite:///{base / 'nethook.db'}",
+                "data_dir": str(base / "nethook-data"),
+            }
+        }
+    )
+    return with_defaults(cfg)

@@ -1,0 +1,1 @@
+"""The engine: rules (pure), retry policy (pure), the dispatcher (I/O)."""

@@ -1,0 +1,320 @@
+"""The dispatcher: claim events with a lease, run the matching rules' actions, record results.
+
+Crash-safety comes from the store: an event is leased, each action attempt is recorded, and
+a step recorded as succeeded is skipped when the event is processed again (after a crash, a
+lost lease or a retry). Transient failures put the event back in the queue with a backoff;
+exhausted retries and permanent failures make it ``dead``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pydantic
+import structlog
+
+from .. import artifacts
+from ..actions.base import ActionContext, ActionResult, get_action
+from ..config import Config
+from ..events import ActionRun, Event, EventStatus, RunStatus
+from ..exceptions import ActionTimeout, PermanentError, StoreUnavailable, TransientError
+from ..store.base import Store
+from .retry import backoff_delay
+from .rules import Rule, Rulebook, Step, names_for
+
+log = structlog.get_logger("nethook.dispatcher")
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How processing one event ended (for sync replies and tests)."""
+
+    event_id: str
+    status: EventStatus
+    results: dict[str, Any]
+    error: str | None = None
+
+
+async def run_action(ctx: ActionContext, step: Step, args: Any, timeout: float) -> ActionResult:
+    """Validate options, run one action with a timeout, and turn every failure into data."""
+    started = time.monotonic()
+    try:
+        action = get_action(step.action)
+        opts = action.Options.model_validate(args)
+        result = await asyncio.wait_for(action.run(ctx, opts), timeout)
+        return ActionResult(
+            result.ok,
+            result.output,
+            result.error,
+            time.monotonic() - started,
+            result.transient,
+            result.artifacts,
+        )
+    except TimeoutError:
+        err: Exception = ActionTimeout(f"{step.action} timed out after {timeout:g}s")
+    except pydantic.ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'options'}: {e['msg']}" for e in exc.errors()
+        )
+        err = PermanentError(f"{step.action}: invalid arguments after rendering: {problems}")
+    except (TransientError, PermanentError) as exc:
+        err = exc
+    except Exception as exc:  # an action bug must not kill the worker; keep it as a result
+        log.exception("action.crashed", action=step.action)
+        err = PermanentError(f"{step.action} crashed: {type(exc).__name__}: {exc}")
+    return ActionResult(
+        ok=False,
+        error=str(err),
+        elapsed=time.monotonic() - started,
+        transient=isinstance(err, TransientError),
+    )
+
+
+class Dispatcher:
+    """Claims and processes events until stopped. Several may share one store."""
+
+    def __init__(
+        self,
+        store: Store,
+        config: Config,
+        rulebook: Callable[[], Rulebook],
+        http: httpx.AsyncClient,
+        owner: str | None = None,
+        inventory: Callable[[], Any] | None = None,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.cfg = config.dispatcher
+        self.rulebook = rulebook
+        self.inventory = inventory or (lambda: None)
+        self.http = http
+        self.owner = owner or worker_id()
+        self.lease = config.store.lease_seconds
+        self._inflight: dict[str, asyncio.Task[None]] = {}
+        self._stopping = asyncio.Event()
+        self._waiters: dict[str, list[asyncio.Future[Outcome]]] = {}
+        self._main: asyncio.Task[None] | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        self._main = asyncio.create_task(self.run(), name="nethook-dispatcher")
+        self._heartbeat = asyncio.create_task(self._renew_leases(), name="nethook-leases")
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop claiming; let in-flight events finish for ``grace`` seconds, then cancel.
+
+        A cancelled event keeps its lease until it expires, then another worker resumes it.
+        """
+        self._stopping.set()
+        if hasattr(self.store, "notify_work"):
+            self.store.notify_work()
+        if self._main is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._main
+        if self._inflight:
+            _done, pending = await asyncio.wait(list(self._inflight.values()), timeout=grace)
+            for task in pending:
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.gather(*pending, return_exceptions=True)
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+
+    def wait_for(self, event_id: str) -> asyncio.Future[Outcome]:
+        """A future resolved when this dispatcher finishes ``event_id`` (sync replies)."""
+        fut: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(event_id, []).append(fut)
+        return fut
+
+    def forget(self, event_id: str, fut: asyncio.Future[Outcome]) -> None:
+        futs = self._waiters.get(event_id)
+        if futs and fut in futs:
+            futs.remove(fut)
+            if not futs:
+                del self._waiters[event_id]
+
+    # ------------------------------------------------------------------ main loop
+
+    async def run(self) -> None:
+        idle_wait = self.config.store.poll_interval
+        while not self._stopping.is_set():
+            free = self.cfg.concurrency - len(self._inflight)
+            if free <= 0:
+                await asyncio.wait(
+                    list(self._inflight.values()), return_when=asyncio.FIRST_COMPLETED
+                )
+                continue
+            try:
+                events = await self.store.claim(self.owner, free, self.lease)
+            except StoreUnavailable as exc:
+                log.warning("dispatcher.claim_failed", error=str(exc))
+                await asyncio.sleep(min(5.0, idle_wait * 4))
+                continue
+            for event in events:
+                task = asyncio.create_task(self._process_guarded(event), name=f"event-{event.id}")
+                self._inflight[event.id] = task
+                task.add_done_callback(self._forget_task)
+            if not events:
+                await self.store.wait_for_work(idle_wait)
+
+    def _forget_task(self, task: asyncio.Task[None]) -> None:
+        self._inflight.pop(task.get_name().removeprefix("event-"), None)
+
+    async def _renew_leases(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease / 3)
+            ids = list(self._inflight)
+            if not ids:
+                continue
+            try:
+                kept = await self.store.renew(self.owner, ids, self.lease)
+            except StoreUnavailable as exc:
+                log.warning("dispatcher.renew_failed", error=str(exc))
+                continue
+            for lost in set(ids) - kept:
+                log.warning("dispatcher.lease_lost", event_id=lost)
+
+    async def _process_guarded(self, event: Event) -> None:
+        try:
+            outcome = await self.process(event)
+        except StoreUnavailable as exc:
+            # The lease will expire and the event will be claimed again: nothing is lost.
+            log.warning("dispatcher.store_unavailable", event_id=event.id, error=str(exc))
+            return
+        except Exception:
+            log.exception("dispatcher.crashed", event_id=event.id)
+            return
+        for fut in self._waiters.pop(event.id, []):
+            if not fut.done():
+                fut.set_result(outcome)
+
+    # ------------------------------------------------------------------ one event
+
+    async def process(self, event: Event) -> Outcome:
+        """Run every matching rule's steps for one leased event, then finish it."""
+        elog = log.bind(event_id=event.id, source=event.source, type=event.type)
+        book = self.rulebook()
+        inventory = self.inventory()
+        try:
+            rules = book.match(event, inventory)
+        except PermanentError as exc:
+            await self.store.finish(event.id, self.owner, EventStatus.DEAD, str(exc))
+            elog.warning("event.dead", error=str(exc))
+            return Outcome(event.id, EventStatus.DEAD, {}, str(exc))
+
+        # First claim: nothing can have run yet, so skip the read on the hot path.
+        history = await self.store.list_runs(event.id) if event.attempts > 1 else []
+        done = {r.step: r.output for r in history if r.status is RunStatus.SUCCEEDED}
+        tries: dict[str, int] = {}
+        for r in history:
+            tries[r.step] = max(tries.get(r.step, 0), r.attempt)
+
+        results: dict[str, Any] = {}
+        for rule in rules:
+            status, error, delay = await self._run_rule(
+                event, rule, book, inventory, done, tries, results, elog
+            )
+            if status is EventStatus.QUEUED:
+                assert delay is not None
+                await self.store.retry_later(event.id, self.owner, time.time() + delay, error)
+                elog.info("event.retry", error=error, delay=round(delay, 3))
+                return Outcome(event.id, EventStatus.QUEUED, results, error)
+            if status is EventStatus.DEAD:
+                await self.store.finish(event.id, self.owner, EventStatus.DEAD, error)
+                elog.warning("event.dead", rule=rule.name, error=error)
+                return Outcome(event.id, EventStatus.DEAD, results, error)
+        await self.store.finish(event.id, self.owner, EventStatus.SUCCEEDED)
+        elog.info("event.succeeded", rules=[r.name for r in rules])
+        return Outcome(event.id, EventStatus.SUCCEEDED, results)
+
+    async def _run_rule(
+        self,
+        event: Event,
+        rule: Rule,
+        book: Rulebook,
+        inventory: Any,
+        done: dict[str, Any],
+        tries: dict[str, int],
+        all_results: dict[str, Any],
+        elog: Any,
+    ) -> tuple[EventStatus, str | None, float | None]:
+        results: dict[str, Any] = {}
+        all_results[rule.name] = results
+        for step in rule.steps:
+            names = names_for(event, book.variables, inventory, results)
+            slot = step.label or str(step.index)
+            if step.key in done:
+                results[slot] = done[step.key]
+                continue
+            if step.when is not None and not step.when(names):
+                results[slot] = None
+                continue
+            attempt = tries.get(step.key, 0) + 1
+            ctx = ActionContext(
+                event=event,
+                rule=rule.name,
+                step=step.key,
+                attempt=attempt,
+                config=self.config,
+                store=self.store,
+                http=self.http,
+                log=elog.bind(rule=rule.name, action=step.action),
+                results=results,
+            )
+            started = time.time()
+            try:
+                args = step.render(names)
+            except PermanentError as exc:
+                result = ActionResult(ok=False, error=str(exc))
+            else:
+                timeout = step.timeout or self.cfg.action_timeout
+                result = await run_action(ctx, step, args, timeout)
+            run_id = await self.store.record_run(
+                ActionRun(
+                    event_id=event.id,
+                    step=step.key,
+                    rule=rule.name,
+                    action=step.action,
+                    attempt=attempt,
+                    status=RunStatus.SUCCEEDED if result.ok else RunStatus.FAILED,
+                    started_at=started,
+                    finished_at=started + result.elapsed,
+                    output=result.output,
+                    error=result.error,
+                    transient=result.transient,
+                )
+            )
+            for data in result.artifacts:
+                art = await asyncio.to_thread(
+                    artifacts.write, self.config.store.data_dir, event.id, step.key, run_id, data
+                )
+                await self.store.add_artifact(art)
+            if result.ok:
+                results[slot] = result.output
+                continue
+            results[slot] = {"error": result.error}
+            if step.continue_on_error:
+                continue
+            max_attempts = (step.retries + 1) if step.retries is not None else self.cfg.max_attempts
+            if result.transient and attempt < max_attempts:
+                delay = backoff_delay(attempt, self.cfg.backoff_base, self.cfg.backoff_max)
+                return EventStatus.QUEUED, f"{step.key}: {result.error}", delay
+            why = "" if not result.transient else f" (gave up after {attempt} attempts)"
+            return EventStatus.DEAD, f"{step.key}: {result.error}{why}", None
+        return EventStatus.SUCCEEDED, None, None

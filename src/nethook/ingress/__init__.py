@@ -1,0 +1,1 @@
+"""How events come in (a plugin family): HTTP routes, syslog, vendor payload adapters."""

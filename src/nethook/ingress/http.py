@@ -1,0 +1,246 @@
+"""HTTP ingress: ``POST /events``, ``POST /hooks/{source}`` and per-source custom paths.
+
+The order of checks is the point: cheap refusals first and nothing read that need not be.
+source (404) -> header-only auth (401) -> content type (415) -> Content-Length (413) ->
+body streamed under the cap (413) -> signature on the raw bytes (401) -> JSON (400) ->
+adapter (400) -> durable append (503 if the store cannot) -> 202.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import structlog
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from ..events import AppendResult
+from ..exceptions import AuthError, RequestRejected, StoreUnavailable
+from ..security.verifiers import NOT_PARSED
+from .adapters import Incoming, PayloadError, adapt, header_delivery_id
+
+if TYPE_CHECKING:
+    from ..app import Service
+    from ..runtime import Source
+
+log = structlog.get_logger("nethook.ingress")
+router = APIRouter(tags=["ingest"])
+
+# Headers worth keeping with an event. An allowlist, so that no secret-bearing header
+# (Authorization, a token header, a signature) is ever stored.
+KEPT_HEADERS = (
+    "user-agent",
+    "content-type",
+    "x-forwarded-for",
+    "x-request-id",
+    "idempotency-key",
+    "x-github-event",
+    "x-github-delivery",
+    "x-github-hook-id",
+    "webhook-id",
+    "webhook-timestamp",
+    "x-event-type",
+)
+
+_INGEST_DOC: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["event"],
+                    "properties": {
+                        "event": {"type": "string", "example": "joke_request"},
+                        "timestamp": {"type": "string", "format": "date-time"},
+                        "source": {"type": "string"},
+                        "data": {"type": "object"},
+                        "id": {"type": "string", "description": "delivery id for dedupe"},
+                    },
+                }
+            }
+        },
+    },
+    "responses": {
+        "202": {"description": "stored durably and queued: {id, status}"},
+        "200": {"description": "duplicate delivery: {id, duplicate: true}"},
+        "400": {"description": "malformed JSON or envelope"},
+        "401": {"description": "authentication failed"},
+        "404": {"description": "unknown source"},
+        "413": {"description": "body larger than the source's cap"},
+        "415": {"description": "not application/json"},
+        "503": {"description": "store unavailable; retry after Retry-After"},
+    },
+}
+
+
+def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        orjson.dumps(body), status_code=status, headers=headers, media_type="application/json"
+    )
+
+
+def _is_json(content_type: str) -> bool:
+    mime = content_type.split(";", 1)[0].strip().lower()
+    return mime == "application/json" or (
+        mime.startswith("application/") and mime.endswith("+json")
+    )
+
+
+async def read_capped(request: Request, cap: int) -> bytes:
+    """Read the body while counting; stop at the first byte past ``cap`` (chunked too)."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise RequestRejected(400, "bad_request", "invalid Content-Length") from None
+        if size > cap:
+            raise RequestRejected(
+                413, "payload_too_large", f"body of {size} bytes exceeds the {cap}-byte limit"
+            )
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > cap:
+            raise RequestRejected(413, "payload_too_large", f"body exceeds the {cap}-byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "-"
+
+
+async def ingest(request: Request, source_name: str) -> Response:
+    service: Service = request.app.state.service
+    rt = service.runtime
+    src = rt.sources.get(source_name)
+    if src is None:
+        raise RequestRejected(404, "unknown_source", f"no source named {source_name!r}")
+    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.scope["headers"]}
+    now = time.time()
+    if not src.verifier.needs_body:
+        _verify(src, headers, b"", now, request)
+    if not _is_json(headers.get("content-type", "")):
+        raise RequestRejected(
+            415,
+            "unsupported_media_type",
+            "send the body as JSON with Content-Type: application/json",
+        )
+    body = await read_capped(request, src.max_payload)
+    verified = _verify(src, headers, body, now, request) if src.verifier.needs_body else None
+    if verified is not None and verified.payload is not NOT_PARSED:
+        payload = verified.payload
+    else:
+        if not body.strip():
+            raise RequestRejected(400, "malformed_json", "empty body: send a JSON document")
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise RequestRejected(400, "malformed_json", f"invalid JSON: {exc}") from None
+    meta: dict[str, Any] = {"client": _client(request), "path": request.url.path}
+    kept = {h: headers[h] for h in KEPT_HEADERS if h in headers}
+    if kept:
+        meta["headers"] = kept
+    inc = Incoming(
+        source=src.name,
+        payload=payload,
+        headers=headers,
+        meta=meta,
+        delivery_id=(verified.delivery_id if verified else None) or header_delivery_id(headers),
+        event_type=verified.event_type if verified else None,
+        default_type=src.config.event_type,
+    )
+    try:
+        drafts = adapt(src.format, inc)
+    except PayloadError as exc:
+        raise RequestRejected(400, "invalid_payload", str(exc)) from None
+    if not drafts:
+        return json_response(200, {"ids": [], "status": "ignored"})
+    try:
+        if len(drafts) == 1:
+            results = [await service.store.append(drafts[0])]
+        else:
+            results = await service.store.append_many(drafts)
+    except StoreUnavailable as exc:
+        log.error("ingest.store_unavailable", source=src.name, error=str(exc))
+        raise RequestRejected(
+            503, "store_unavailable", "the event store is unavailable; retry", {"Retry-After": "5"}
+        ) from None
+    return await _reply(service, src, request, results)
+
+
+def _verify(src: Source, headers: dict[str, str], body: bytes, now: float, request: Request) -> Any:
+    try:
+        return src.verifier.verify(headers, body, now)
+    except AuthError as exc:
+        log.warning("auth.failed", source=src.name, client=_client(request), reason=exc.reason)
+        raise RequestRejected(401, "unauthorized", "authentication failed") from None
+
+
+def _wait_seconds(src: Source, request: Request) -> float | None:
+    raw = request.query_params.get("wait")
+    if raw is not None:
+        try:
+            wait = float(raw)
+        except ValueError:
+            raise RequestRejected(400, "bad_request", "wait must be a number of seconds") from None
+        if not 0 <= wait <= 300:
+            raise RequestRejected(400, "bad_request", "wait must be between 0 and 300 seconds")
+        return wait or None
+    if src.config.respond == "result":
+        return src.config.wait
+    return None
+
+
+async def _reply(
+    service: Service, src: Source, request: Request, results: list[AppendResult]
+) -> Response:
+    fresh = [r for r in results if not r.duplicate]
+    if not fresh:
+        first = results[0]
+        body: dict[str, Any] = {"id": first.id, "duplicate": True, "status": str(first.status)}
+        if len(results) > 1:
+            body["ids"] = [r.id for r in results]
+        return json_response(200, body)
+    wait = _wait_seconds(src, request)
+    if wait and service.dispatcher is not None and len(fresh) == 1:
+        outcome = await service.wait_outcome(fresh[0].id, wait)
+        if outcome is not None:
+            return json_response(
+                200,
+                {
+                    "id": outcome.event_id,
+                    "status": str(outcome.status),
+                    "results": outcome.results,
+                    "error": outcome.error,
+                },
+            )
+    body = {"id": fresh[0].id, "status": "queued"}
+    if len(results) > 1:
+        body["ids"] = [r.id for r in results]
+        body["duplicates"] = sum(r.duplicate for r in results)
+    return json_response(202, body)
+
+
+@router.post("/events", openapi_extra=_INGEST_DOC, summary="Post an event (the generic envelope)")
+async def post_event(request: Request) -> Response:
+    return await ingest(request, "default")
+
+
+@router.post("/hooks/{source}", openapi_extra=_INGEST_DOC, summary="Post to a configured source")
+async def post_hook(source: str, request: Request) -> Response:
+    return await ingest(request, source)
+
+
+async def custom_path(request: Request) -> Response:
+    """Route for a source's own ``path:`` (looked up per request, so reloads apply)."""
+    service: Service = request.app.state.service
+    name = service.runtime.paths.get(request.url.path.rstrip("/") or "/")
+    if name is None:
+        raise RequestRejected(404, "not_found", f"no route {request.url.path}")
+    return await ingest(request, name)

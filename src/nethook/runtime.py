@@ -1,0 +1,108 @@
+"""The running service's shared state: config, store, compiled rules and sources.
+
+Built once from a config (and again on reload); the HTTP routes, the dispatcher and the CLI
+all read it, none of them own it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .actions.base import get_action
+from .config import Config, SourceConfig
+from .engine.rules import Rulebook, compile_rules
+from .exceptions import ConfigError
+from .security.verifiers import Verifier, build_verifier
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """A configured sender, ready for requests: its verifier is built, its limits resolved."""
+
+    name: str
+    config: SourceConfig
+    verifier: Verifier
+    max_payload: int
+    format: str
+
+
+def check_action(name: str, args: Mapping[str, Any]) -> str | None:
+    """Load-time check of one rule step: the action exists and knows every argument key."""
+    try:
+        action = get_action(name)
+    except KeyError:
+        from .actions.base import known_actions
+
+        return f"unknown action {name!r} (known: {', '.join(known_actions())})"
+    except ImportError as exc:
+        return f"action {name!r} needs an optional dependency: {exc}"
+    fields = action.Options.model_fields
+    accepted = set(fields) | {f.alias for f in fields.values() if f.alias}
+    unknown = sorted(set(args) - accepted)
+    if unknown:
+        return f"{name}: unknown argument(s) {unknown}; accepted: {sorted(accepted)}"
+    return None
+
+
+def build_sources(cfg: Config) -> dict[str, Source]:
+    errors: list[str] = []
+    out: dict[str, Source] = {}
+    for name, sc in (cfg.sources or {}).items():
+        if sc.type != "http":
+            continue
+        assert sc.auth is not None  # the config model guarantees it for http sources
+        try:
+            verifier = build_verifier(sc.auth)
+        except ConfigError as exc:
+            errors.extend(f"sources.{name}.auth: {e}" for e in exc.errors)
+            continue
+        except OSError as exc:
+            errors.append(f"sources.{name}.auth.secret_file: {exc.strerror}: {exc.filename}")
+            continue
+        out[name] = Source(
+            name=name,
+            config=sc,
+            verifier=verifier,
+            max_payload=sc.max_payload_size or cfg.security.max_payload_size,
+            format=sc.format,
+        )
+    if errors:
+        raise ConfigError(errors)
+    return out
+
+
+@dataclass(slots=True)
+class Runtime:
+    """Everything built from one config; swapped whole on reload."""
+
+    config: Config
+    sources: dict[str, Source]
+    rulebook: Rulebook
+    paths: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, cfg: Config) -> Runtime:
+        """Validate everything a config implies; ConfigError lists every problem at once."""
+        errors: list[str] = []
+        sources: dict[str, Source] = {}
+        rulebook = Rulebook(())
+        try:
+            sources = build_sources(cfg)
+        except ConfigError as exc:
+            errors.extend(exc.errors)
+        try:
+            rulebook = compile_rules(cfg.rules or [], cfg.vars, check_action)
+        except ConfigError as exc:
+            errors.extend(exc.errors)
+        paths: dict[str, str] = {}
+        for name, src in sources.items():
+            if src.config.path:
+                path = "/" + src.config.path.strip("/")
+                if path in paths:
+                    errors.append(f"sources.{name}.path: {path} is already used by {paths[path]}")
+                paths[path] = name
+        if errors:
+            raise ConfigError(errors)
+        return cls(cfg, sources, rulebook, paths)

@@ -1,0 +1,1 @@
+"""Request authentication (signature and token verifiers, matching signers) and ingress limits."""

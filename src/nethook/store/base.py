@@ -1,0 +1,167 @@
+"""The Store interface: the durable event log that is also the work queue.
+
+Every implementation keeps the same promises:
+
+* ``append`` returns only once the event is durable (fsync'd); concurrent appends share
+  one commit (group commit). A second event with the same ``(source, delivery_id)`` is not
+  stored: the first one's id comes back with ``duplicate=True``.
+* ``claim`` hands out queued events (and running events whose lease expired) to one owner
+  with a lease; ``finish``/``retry_later`` only act while that owner still holds the lease.
+* ``record_run`` stores each attempt; a step is recorded as *succeeded* at most once.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from ..events import ActionRun, AppendResult, Artifact, Event, EventDraft, EventStatus
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    status: str | None = None
+    type: str | None = None
+    source: str | None = None
+    text: str | None = None
+    before_seq: int | None = None
+    limit: int = 50
+
+
+class Store(ABC):
+    """Durable events, action runs, artifacts and small key/value state."""
+
+    @abstractmethod
+    async def open(self) -> None:
+        """Create or migrate the schema and start background writers."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Flush pending writes and release connections."""
+
+    @abstractmethod
+    async def ping(self) -> None:
+        """Raise :class:`~nethook.exceptions.StoreUnavailable` when the store cannot serve."""
+
+    @abstractmethod
+    async def append(self, draft: EventDraft) -> AppendResult:
+        """Store one event durably (or find its duplicate)."""
+
+    async def append_many(self, drafts: list[EventDraft]) -> list[AppendResult]:
+        """Store several events; the default appends them one by one (still group-committed)."""
+        import asyncio
+
+        return list(await asyncio.gather(*(self.append(d) for d in drafts)))
+
+    @abstractmethod
+    async def wait_for_work(self, timeout: float) -> None:
+        """Return when new work may be ready, or after ``timeout`` seconds."""
+
+    @abstractmethod
+    async def claim(self, owner: str, limit: int, lease_seconds: float) -> list[Event]:
+        """Lease up to ``limit`` ready events to ``owner``."""
+
+    @abstractmethod
+    async def renew(self, owner: str, event_ids: list[str], lease_seconds: float) -> set[str]:
+        """Extend leases; returns the ids ``owner`` still holds."""
+
+    @abstractmethod
+    async def finish(
+        self, event_id: str, owner: str, status: EventStatus, error: str | None = None
+    ) -> bool:
+        """Mark a leased event done (succeeded, dead, suppressed). False if the lease was lost."""
+
+    @abstractmethod
+    async def retry_later(
+        self, event_id: str, owner: str, available_at: float, error: str | None
+    ) -> bool:
+        """Put a leased event back in the queue, ready at ``available_at``."""
+
+    @abstractmethod
+    async def record_run(self, run: ActionRun) -> int | None:
+        """Store one attempt; returns its id, or None if the step had already succeeded."""
+
+    @abstractmethod
+    async def add_artifact(self, artifact: Artifact) -> int:
+        """Record an artifact file written under the data directory."""
+
+    @abstractmethod
+    async def get_event(self, event_id: str) -> Event | None: ...
+
+    @abstractmethod
+    async def list_events(self, flt: EventFilter) -> list[Event]:
+        """Newest first, ``flt.before_seq`` as the pagination cursor."""
+
+    @abstractmethod
+    async def list_runs(self, event_id: str) -> list[ActionRun]: ...
+
+    @abstractmethod
+    async def list_artifacts(self, event_id: str) -> list[Artifact]: ...
+
+    @abstractmethod
+    async def get_artifact(self, artifact_id: int) -> Artifact | None: ...
+
+    @abstractmethod
+    async def queue_depth(self) -> int:
+        """Events queued or running."""
+
+    @abstractmethod
+    async def status_counts(self) -> dict[str, int]: ...
+
+    @abstractmethod
+    async def kv_get(self, namespace: str, key: str) -> Any | None: ...
+
+    @abstractmethod
+    async def kv_set(
+        self, namespace: str, key: str, value: Any, ttl: float | None = None
+    ) -> None: ...
+
+    async def replay(self, event_id: str) -> AppendResult | None:
+        """Queue a fresh copy of an event (same source, type, data); None if it does not exist.
+
+        A copy, not a reset: the original's history stays as it was, and the copy runs every
+        action again.
+        """
+        original = await self.get_event(event_id)
+        if original is None:
+            return None
+        meta = dict(original.meta)
+        meta["replay_of"] = original.id
+        return await self.append(
+            EventDraft(
+                source=original.source,
+                type=original.type,
+                data=original.data,
+                timestamp=original.timestamp,
+                meta=meta,
+                depth=original.depth,
+                replay_of=original.id,
+            )
+        )
+
+
+# --------------------------------------------------------------------------- SQL files
+
+_NAME = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.M)
+
+
+def load_queries(dialect: str) -> dict[str, str]:
+    """Read ``store/sql/<dialect>/queries.sql`` into ``{name: sql}``."""
+    text = resources.files(__package__).joinpath("sql", dialect, "queries.sql").read_text("utf-8")
+    parts = _NAME.split(text)
+    # parts = [preamble, name1, body1, name2, body2, ...]
+    return {parts[i]: parts[i + 1].strip() for i in range(1, len(parts), 2)}
+
+
+def load_migrations(dialect: str) -> list[tuple[int, str, str]]:
+    """Every ``NNNN_name.sql`` of a dialect, in version order: ``(version, name, sql)``."""
+    folder = resources.files(__package__).joinpath("sql", dialect)
+    out = []
+    for entry in folder.iterdir():
+        m = re.fullmatch(r"(\d{4})_(\w+)\.sql", entry.name)
+        if m:
+            out.append((int(m.group(1)), m.group(2), entry.read_text("utf-8")))
+    return sorted(out)

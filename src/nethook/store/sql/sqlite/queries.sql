@@ -1,0 +1,81 @@
+-- Named queries for the SQLite store. Each block starts with "-- name: NAME".
+
+-- name: insert_event
+INSERT INTO events (id, source, type, timestamp, received_at, delivery_id, data, meta,
+                    status, available_at, depth, replay_of)
+VALUES (:id, :source, :type, :timestamp, :received_at, :delivery_id, :data, :meta,
+        'queued', :received_at, :depth, :replay_of)
+ON CONFLICT DO NOTHING;
+
+-- name: find_delivery
+SELECT id, status FROM events WHERE source = :source AND delivery_id = :delivery_id;
+
+-- name: claim
+UPDATE events
+   SET status = 'running', lease_owner = :owner, lease_expires = :expires, attempts = attempts + 1
+ WHERE seq IN (SELECT seq FROM events
+                WHERE (status = 'queued' AND available_at <= :now)
+                   OR (status = 'running' AND lease_expires < :now)
+                ORDER BY seq
+                LIMIT :limit)
+RETURNING *;
+
+-- name: renew
+UPDATE events SET lease_expires = :expires
+ WHERE id = :id AND lease_owner = :owner AND status = 'running';
+
+-- name: finish
+UPDATE events
+   SET status = :status, error = :error, finished_at = :now, lease_owner = NULL, lease_expires = NULL
+ WHERE id = :id AND lease_owner = :owner AND status = 'running';
+
+-- name: retry_later
+UPDATE events
+   SET status = 'queued', error = :error, available_at = :available_at,
+       lease_owner = NULL, lease_expires = NULL
+ WHERE id = :id AND lease_owner = :owner AND status = 'running';
+
+-- name: insert_run
+INSERT INTO action_runs (event_id, step, rule, action, attempt, status, started_at,
+                         finished_at, output, error, transient)
+VALUES (:event_id, :step, :rule, :action, :attempt, :status, :started_at, :finished_at,
+        :output, :error, :transient)
+ON CONFLICT DO NOTHING;
+
+-- name: insert_artifact
+INSERT INTO artifacts (event_id, run_id, step, name, path, content_type, size, sha256, created_at)
+VALUES (:event_id, :run_id, :step, :name, :path, :content_type, :size, :sha256, :created_at);
+
+-- name: get_event
+SELECT * FROM events WHERE id = :id;
+
+-- name: list_runs
+SELECT * FROM action_runs WHERE event_id = :event_id ORDER BY id;
+
+-- name: list_artifacts
+SELECT * FROM artifacts WHERE event_id = :event_id ORDER BY id;
+
+-- name: get_artifact
+SELECT * FROM artifacts WHERE id = :id;
+
+-- name: queue_depth
+SELECT count(*) FROM events WHERE status IN ('queued', 'running');
+
+-- name: status_counts
+SELECT status, count(*) AS n FROM events GROUP BY status;
+
+-- name: kv_get
+SELECT value FROM kv WHERE namespace = :namespace AND key = :key
+   AND (expires_at IS NULL OR expires_at > :now);
+
+-- name: kv_set
+INSERT INTO kv (namespace, key, value, updated_at, expires_at)
+VALUES (:namespace, :key, :value, :now, :expires_at)
+ON CONFLICT (namespace, key) DO UPDATE
+   SET value = excluded.value, updated_at = excluded.updated_at, expires_at = excluded.expires_at;
+
+-- name: kv_delete
+DELETE FROM kv WHERE namespace = :namespace AND key = :key;
+
+-- name: purge_before
+DELETE FROM events WHERE received_at < :before AND status NOT IN ('queued', 'running');

@@ -1,0 +1,472 @@
+"""SQLite store: WAL, ``synchronous=FULL``, one writer thread doing group commit.
+
+Every write (append, claim, run records...) is a small function queued to a single writer
+thread. The thread takes everything waiting, runs it in one transaction (each function in
+its own savepoint so one failure does not undo the others) and commits once: N concurrent
+requests share one fsync. Reads use separate connections in a small thread pool; WAL lets
+them run beside the writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+
+from ..events import (
+    ActionRun,
+    AppendResult,
+    Artifact,
+    Event,
+    EventDraft,
+    EventStatus,
+    RunStatus,
+    new_id,
+)
+from ..exceptions import StoreUnavailable
+from .base import EventFilter, Store, load_migrations, load_queries
+
+T = TypeVar("T")
+_Op = Callable[[sqlite3.Connection], Any]
+_STOP = object()
+_MAX_BATCH = 512
+
+
+def _dumps(value: Any) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+
+
+def event_from_row(row: sqlite3.Row | dict[str, Any]) -> Event:
+    r = dict(row)
+    return Event(
+        id=r["id"],
+        source=r["source"],
+        type=r["type"],
+        timestamp=r["timestamp"],
+        received_at=r["received_at"],
+        data=orjson.loads(r["data"]),
+        meta=orjson.loads(r["meta"]),
+        status=EventStatus(r["status"]),
+        delivery_id=r["delivery_id"],
+        attempts=r["attempts"],
+        available_at=r["available_at"],
+        lease_owner=r["lease_owner"],
+        lease_expires=r["lease_expires"],
+        error=r["error"],
+        depth=r["depth"],
+        replay_of=r["replay_of"],
+        finished_at=r["finished_at"],
+        seq=r["seq"],
+    )
+
+
+def run_from_row(row: sqlite3.Row | dict[str, Any]) -> ActionRun:
+    r = dict(row)
+    return ActionRun(
+        id=r["id"],
+        event_id=r["event_id"],
+        step=r["step"],
+        rule=r["rule"],
+        action=r["action"],
+        attempt=r["attempt"],
+        status=RunStatus(r["status"]),
+        started_at=r["started_at"],
+        finished_at=r["finished_at"],
+        output=orjson.loads(r["output"]) if r["output"] is not None else None,
+        error=r["error"],
+        transient=bool(r["transient"]),
+    )
+
+
+def artifact_from_row(row: sqlite3.Row | dict[str, Any]) -> Artifact:
+    return Artifact(**dict(row))
+
+
+def draft_params(draft: EventDraft, now: float) -> dict[str, Any]:
+    from datetime import UTC, datetime
+
+    ts = draft.timestamp or datetime.fromtimestamp(now, UTC).isoformat().replace("+00:00", "Z")
+    return {
+        "id": new_id(now),
+        "source": draft.source,
+        "type": draft.type,
+        "timestamp": ts,
+        "received_at": now,
+        "delivery_id": draft.delivery_id,
+        "data": _dumps(draft.data),
+        "meta": _dumps(draft.meta),
+        "depth": draft.depth,
+        "replay_of": draft.replay_of,
+    }
+
+
+class SQLiteStore(Store):
+    """The embedded default store: one file, zero set-up."""
+
+    def __init__(self, path: str | Path, commit_delay_ms: float = 0.0) -> None:
+        self.path = Path(path)
+        self.commit_delay = commit_delay_ms / 1000.0
+        self.q = load_queries("sqlite")
+        self._ops: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="nethook-sqlite-r")
+        self._local = threading.local()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._work = asyncio.Event()
+        self._closed = False
+        self._writer_failed: BaseException | None = None
+
+    # ------------------------------------------------------------------ connections
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+        )
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        # FULL: the WAL is fsync'd at every commit, so a 2xx survives a power cut.
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=30000")
+        return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            conn.execute("PRAGMA query_only=ON")
+            self._local.conn = conn
+        return conn
+
+    async def open(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = self._connect()
+        try:
+            migrate(conn)
+        finally:
+            conn.close()
+        self._writer = threading.Thread(
+            target=self._write_loop, name="nethook-sqlite-w", daemon=True
+        )
+        self._writer.start()
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._writer is not None:
+            self._ops.put(_STOP)
+            await asyncio.to_thread(self._writer.join, 10)
+        self._readers.shutdown(wait=False)
+
+    # ------------------------------------------------------------------ the writer
+
+    def _write_loop(self) -> None:
+        conn = self._connect()
+        try:
+            while True:
+                first = self._ops.get()
+                if first is _STOP:
+                    return
+                batch = [first]
+                if self.commit_delay:
+                    time.sleep(self.commit_delay)
+                stop = False
+                while len(batch) < _MAX_BATCH:
+                    try:
+                        item = self._ops.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is _STOP:
+                        stop = True
+                        break
+                    batch.append(item)
+                self._run_batch(conn, batch)
+                if stop:
+                    return
+        finally:
+            conn.close()
+
+    def _run_batch(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
+        results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for op, fut in batch:
+                try:
+                    conn.execute("SAVEPOINT op")
+                    value = op(conn)
+                    conn.execute("RELEASE op")
+                    results.append((fut, value, None))
+                except sqlite3.Error as exc:
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                    results.append((fut, None, StoreUnavailable(f"sqlite: {exc}")))
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                    results.append((fut, None, exc))
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            err = StoreUnavailable(f"sqlite commit failed: {exc}")
+            results = [(fut, None, err) for _op, fut in batch]
+        assert self._loop is not None
+        # One wake-up of the event loop per batch, not per request.
+        self._loop.call_soon_threadsafe(_settle, results)
+
+    async def _write(self, op: _Op) -> Any:
+        if self._closed or self._writer is None or not self._writer.is_alive():
+            raise StoreUnavailable("store is closed")
+        assert self._loop is not None
+        fut: asyncio.Future[Any] = self._loop.create_future()
+        self._ops.put((op, fut))
+        return await fut
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        assert self._loop is not None
+
+        def call() -> T:
+            try:
+                return fn(self._reader())
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"sqlite: {exc}") from exc
+
+        return await self._loop.run_in_executor(self._readers, call)
+
+    # ------------------------------------------------------------------ interface
+
+    async def ping(self) -> None:
+        await self._read(lambda c: c.execute("SELECT 1").fetchone())
+
+    async def append(self, draft: EventDraft) -> AppendResult:
+        params = draft_params(draft, time.time())
+        ins, find = self.q["insert_event"], self.q["find_delivery"]
+
+        def op(conn: sqlite3.Connection) -> AppendResult:
+            cur = conn.execute(ins, params)
+            if cur.rowcount == 1:
+                return AppendResult(params["id"])
+            row = conn.execute(
+                find, {"source": params["source"], "delivery_id": params["delivery_id"]}
+            ).fetchone()
+            if row is None:  # the conflict was not on the delivery id: retry with a new id
+                params["id"] = new_id()
+                conn.execute(ins, params)
+                return AppendResult(params["id"])
+            return AppendResult(row["id"], duplicate=True, status=EventStatus(row["status"]))
+
+        result: AppendResult = await self._write(op)
+        if not result.duplicate:
+            self._work.set()
+        return result
+
+    async def append_many(self, drafts: list[EventDraft]) -> list[AppendResult]:
+        return list(await asyncio.gather(*(self.append(d) for d in drafts)))
+
+    async def wait_for_work(self, timeout: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._work.wait(), timeout)
+        self._work.clear()
+
+    def notify_work(self) -> None:
+        self._work.set()
+
+    async def claim(self, owner: str, limit: int, lease_seconds: float) -> list[Event]:
+        sql = self.q["claim"]
+
+        def op(conn: sqlite3.Connection) -> list[Event]:
+            now = time.time()
+            rows = conn.execute(
+                sql, {"owner": owner, "expires": now + lease_seconds, "now": now, "limit": limit}
+            ).fetchall()
+            return sorted((event_from_row(r) for r in rows), key=lambda e: e.seq)
+
+        result: list[Event] = await self._write(op)
+        return result
+
+    async def renew(self, owner: str, event_ids: list[str], lease_seconds: float) -> set[str]:
+        sql = self.q["renew"]
+
+        def op(conn: sqlite3.Connection) -> set[str]:
+            expires = time.time() + lease_seconds
+            kept = set()
+            for eid in event_ids:
+                if conn.execute(sql, {"id": eid, "owner": owner, "expires": expires}).rowcount:
+                    kept.add(eid)
+            return kept
+
+        result: set[str] = await self._write(op)
+        return result
+
+    async def finish(
+        self, event_id: str, owner: str, status: EventStatus, error: str | None = None
+    ) -> bool:
+        sql = self.q["finish"]
+        params = {"id": event_id, "owner": owner, "status": str(status), "error": error}
+
+        def op(conn: sqlite3.Connection) -> bool:
+            return conn.execute(sql, {**params, "now": time.time()}).rowcount == 1
+
+        result: bool = await self._write(op)
+        return result
+
+    async def retry_later(
+        self, event_id: str, owner: str, available_at: float, error: str | None
+    ) -> bool:
+        sql = self.q["retry_later"]
+        params = {"id": event_id, "owner": owner, "available_at": available_at, "error": error}
+        result: bool = await self._write(lambda c: c.execute(sql, params).rowcount == 1)
+        return result
+
+    async def record_run(self, run: ActionRun) -> int | None:
+        sql = self.q["insert_run"]
+        params = {
+            "event_id": run.event_id,
+            "step": run.step,
+            "rule": run.rule,
+            "action": run.action,
+            "attempt": run.attempt,
+            "status": str(run.status),
+            "started_at": run.started_at,
+            "finished_at": run.finished_at,
+            "output": _dumps(run.output) if run.output is not None else None,
+            "error": run.error,
+            "transient": int(run.transient),
+        }
+
+        def op(conn: sqlite3.Connection) -> int | None:
+            cur = conn.execute(sql, params)
+            return cur.lastrowid if cur.rowcount == 1 else None
+
+        result: int | None = await self._write(op)
+        return result
+
+    async def add_artifact(self, artifact: Artifact) -> int:
+        sql = self.q["insert_artifact"]
+        params = artifact.as_dict()
+        params.pop("id")
+        result: int = await self._write(lambda c: c.execute(sql, params).lastrowid)
+        return result
+
+    async def get_event(self, event_id: str) -> Event | None:
+        sql = self.q["get_event"]
+        row = await self._read(lambda c: c.execute(sql, {"id": event_id}).fetchone())
+        return event_from_row(row) if row else None
+
+    async def list_events(self, flt: EventFilter) -> list[Event]:
+        where, params = [], {}
+        for col in ("status", "type", "source"):
+            value = getattr(flt, col)
+            if value:
+                where.append(f"{col} = :{col}")
+                params[col] = value
+        if flt.text:
+            where.append("(CAST(data AS TEXT) LIKE :text OR type LIKE :text OR id = :raw)")
+            params["text"] = f"%{flt.text}%"
+            params["raw"] = flt.text
+        if flt.before_seq is not None:
+            where.append("seq < :before")
+            params["before"] = flt.before_seq
+        sql = "SELECT * FROM events"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY seq DESC LIMIT :limit"
+        params["limit"] = max(1, min(flt.limit, 1000))
+        rows = await self._read(lambda c: c.execute(sql, params).fetchall())
+        return [event_from_row(r) for r in rows]
+
+    async def list_runs(self, event_id: str) -> list[ActionRun]:
+        sql = self.q["list_runs"]
+        rows = await self._read(lambda c: c.execute(sql, {"event_id": event_id}).fetchall())
+        return [run_from_row(r) for r in rows]
+
+    async def list_artifacts(self, event_id: str) -> list[Artifact]:
+        sql = self.q["list_artifacts"]
+        rows = await self._read(lambda c: c.execute(sql, {"event_id": event_id}).fetchall())
+        return [artifact_from_row(r) for r in rows]
+
+    async def get_artifact(self, artifact_id: int) -> Artifact | None:
+        sql = self.q["get_artifact"]
+        row = await self._read(lambda c: c.execute(sql, {"id": artifact_id}).fetchone())
+        return artifact_from_row(row) if row else None
+
+    async def queue_depth(self) -> int:
+        sql = self.q["queue_depth"]
+        row = await self._read(lambda c: c.execute(sql).fetchone())
+        return int(row[0])
+
+    async def status_counts(self) -> dict[str, int]:
+        sql = self.q["status_counts"]
+        rows = await self._read(lambda c: c.execute(sql).fetchall())
+        return {r["status"]: r["n"] for r in rows}
+
+    async def kv_get(self, namespace: str, key: str) -> Any | None:
+        sql = self.q["kv_get"]
+        params = {"namespace": namespace, "key": key, "now": time.time()}
+        row = await self._read(lambda c: c.execute(sql, params).fetchone())
+        return orjson.loads(row[0]) if row else None
+
+    async def kv_set(self, namespace: str, key: str, value: Any, ttl: float | None = None) -> None:
+        sql = self.q["kv_set"]
+        now = time.time()
+        params = {
+            "namespace": namespace,
+            "key": key,
+            "value": _dumps(value),
+            "now": now,
+            "expires_at": now + ttl if ttl else None,
+        }
+        await self._write(lambda c: c.execute(sql, params))
+
+
+def _settle(results: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for fut, value, exc in results:
+        if fut.cancelled():
+            continue
+        if exc is not None:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(value)
+
+
+def migrate(conn: sqlite3.Connection) -> list[int]:
+    """Apply the migrations this database has not seen; returns the versions applied."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+        "name TEXT NOT NULL, applied_at REAL NOT NULL)"
+    )
+    done = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
+    applied = []
+    for version, name, sql in load_migrations("sqlite"):
+        if version in done:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _split(sql):
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                (version, name, time.time()),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        applied.append(version)
+    return applied
+
+
+def _split(sql: str) -> list[str]:
+    lines = [ln for ln in sql.splitlines() if not ln.strip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
