@@ -34,7 +34,7 @@ CLEAN_EXITS = (None, 0, -signal.SIGTERM, 128 + signal.SIGTERM)
 
 console = Console(stderr=True, highlight=False)
 # Not a terminal (CI log, `| tee`): wide enough that the header and table don't wrap.
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 120)
 
 
 @dataclass
@@ -133,7 +133,7 @@ def cpu_model() -> str:
 
 def meta(args: argparse.Namespace) -> dict[str, Any]:
     return {
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "duration_s": args.duration,

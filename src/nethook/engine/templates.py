@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 from jinja2 import ChainableUndefined, TemplateError, nodes
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from ..exceptions import ConfigError, PermanentError
@@ -54,9 +55,18 @@ def _from_json(value: Any) -> Any:
     return orjson.loads(value)
 
 
+class _Sandbox(ImmutableSandboxedEnvironment):
+    def unsafe_undefined(self, obj: Any, attribute: str) -> Any:
+        # The stock sandbox returns an Undefined that only fails when used; with
+        # ChainableUndefined it would render as "" and hide the attempt. Refuse loudly.
+        raise SecurityError(
+            f"access to attribute {attribute!r} of {type(obj).__name__!r} is not allowed"
+        )
+
+
 def make_environment() -> ImmutableSandboxedEnvironment:
     """The one sandbox rules use: Ansible's common filters and tests, no attribute escapes."""
-    env = ImmutableSandboxedEnvironment(undefined=ChainableUndefined, autoescape=False)
+    env = _Sandbox(undefined=ChainableUndefined, autoescape=False)
     env.filters.update(
         regex_search=_regex_search,
         regex_replace=_regex_replace,
