@@ -177,6 +177,9 @@ def create_app(config: Config, *, workers: int = 1, store: Store | None = None) 
         return ingress_http.json_response(200, body)
 
     app.include_router(ingress_http.router)
+    # The hot path skips FastAPI's per-request dependency solving: plain Starlette routes,
+    # matched first, call the same handlers. The FastAPI routes above stay for /docs.
+    app.router.routes[0:0] = ingress_http.fast_routes()
     from .api import router as api_router
 
     app.include_router(api_router)

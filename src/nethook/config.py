@@ -294,7 +294,7 @@ _STEP_KEYS = frozenset({"when", "continue_on_error", "timeout", "retries", "name
 
 
 class DispatcherConfig(_Model):
-    concurrency: int = Field(8, ge=1, le=1024)
+    concurrency: int = Field(32, ge=1, le=1024)
     max_attempts: int = Field(5, ge=1, le=100)
     backoff_base: float = Field(1.0, gt=0)
     backoff_max: float = Field(300.0, gt=0)

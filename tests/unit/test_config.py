@@ -61,14 +61,20 @@ def test_classic_webhook_config_is_valid_as_is() -> None:
     assert cfg.apis["dad_jokes"].url == "https://icanhazdadjoke.com/"
     # No sources / rules in the classic file: the default source and classic rules apply.
     assert cfg.sources is not None and cfg.sources["default"].auth is not None
-    assert [r.on.type for r in cfg.rules or []] == ["joke_request", "card_draw", "device_status_check"]
+    assert [r.on.type for r in cfg.rules or []] == [
+        "joke_request",
+        "card_draw",
+        "device_status_check",
+    ]
 
 
 def test_env_token_replaces_generated_file(tmp_path: Path) -> None:
     path = tmp_path / "c.yml"
     path.write_text("store: {url: 'sqlite:///x.db'}\n")
-    cfg = config.with_defaults(config.from_dict({"store": {"url": "sqlite:///x.db"}}),
-                               env={"NETHOOK_TOKEN": "from-env-0123456789"})
+    cfg = config.with_defaults(
+        config.from_dict({"store": {"url": "sqlite:///x.db"}}),
+        env={"NETHOOK_TOKEN": "from-env-0123456789"},
+    )
     auth = cfg.sources["default"].auth  # type: ignore[index]
     assert auth is not None and auth.all_secrets() == ["from-env-0123456789"]
 

@@ -15,12 +15,22 @@ from nethook.runtime import check_action
 
 
 def ev(type: str = "syslog", source: str = "devices", **data: Any) -> Event:
-    return Event(id="E1", source=source, type=type, timestamp="t", received_at=time.time(),
-                 data=data, meta={}, status=EventStatus.RUNNING)
+    return Event(
+        id="E1",
+        source=source,
+        type=type,
+        timestamp="t",
+        received_at=time.time(),
+        data=data,
+        meta={},
+        status=EventStatus.RUNNING,
+    )
 
 
 def rules(*raw: dict[str, Any], **kw: Any) -> Any:
-    return compile_rules([RuleConfig.model_validate(r) for r in raw], check_action=check_action, **kw)
+    return compile_rules(
+        [RuleConfig.model_validate(r) for r in raw], check_action=check_action, **kw
+    )
 
 
 NAMES = {"event": ev(count=3, state="down", iface="Gi2").template_view(), "vars": {"site": "hq"}}
@@ -42,10 +52,15 @@ def test_missing_values_and_default() -> None:
 
 
 def test_ansible_filters_and_tests() -> None:
-    r = compile_tree({"a": "{{ 'GigabitEthernet2' | regex_replace('^GigabitEthernet', 'Gi') }}",
-                      "b": "{{ 'r1.example:161' | regex_search('^[^:]+') }}",
-                      "c": "{{ 'LINK-3-UPDOWN' is match('LINK-') }}",
-                      "d": "{{ event.data.state | upper }}"}, "x")
+    r = compile_tree(
+        {
+            "a": "{{ 'GigabitEthernet2' | regex_replace('^GigabitEthernet', 'Gi') }}",
+            "b": "{{ 'r1.example:161' | regex_search('^[^:]+') }}",
+            "c": "{{ 'LINK-3-UPDOWN' is match('LINK-') }}",
+            "d": "{{ event.data.state | upper }}",
+        },
+        "x",
+    )
     assert render_tree(r, NAMES) == {"a": "Gi2", "b": "r1.example", "c": True, "d": "DOWN"}
 
 
@@ -109,12 +124,15 @@ def test_unknown_action_and_argument_are_load_errors() -> None:
 
 
 def test_steps_render_with_event_and_vars() -> None:
-    book = rules({"name": "r", "do": [{"log": {"message": "{{ vars.site }} {{ event.data.iface }}"}}]},
-                 variables={"site": "hq"})
+    book = rules(
+        {"name": "r", "do": [{"log": {"message": "{{ vars.site }} {{ event.data.iface }}"}}]},
+        variables={"site": "hq"},
+    )
     step = book.rules[0].steps[0]
     assert step.key == "r#0"
     assert step.render({"event": ev(iface="Gi2").template_view(), "vars": {"site": "hq"}}) == {
-        "message": "hq Gi2"}
+        "message": "hq Gi2"
+    }
 
 
 def test_backoff_grows_exponentially_with_bounded_jitter() -> None:

@@ -89,14 +89,26 @@ async def test_a_step_is_recorded_as_succeeded_once(store: SQLiteStore) -> None:
     now = time.time()
 
     def run(attempt: int, status: RunStatus) -> ActionRun:
-        return ActionRun(event_id=eid, step="r#0", rule="r", action="log", attempt=attempt,
-                         status=status, started_at=now, finished_at=now + 0.1, output={"a": 1})
+        return ActionRun(
+            event_id=eid,
+            step="r#0",
+            rule="r",
+            action="log",
+            attempt=attempt,
+            status=status,
+            started_at=now,
+            finished_at=now + 0.1,
+            output={"a": 1},
+        )
 
     assert await store.record_run(run(1, RunStatus.FAILED)) is not None
     assert await store.record_run(run(2, RunStatus.SUCCEEDED)) is not None
     assert await store.record_run(run(3, RunStatus.SUCCEEDED)) is None
     runs = await store.list_runs(eid)
-    assert [(r.attempt, r.status) for r in runs] == [(1, RunStatus.FAILED), (2, RunStatus.SUCCEEDED)]
+    assert [(r.attempt, r.status) for r in runs] == [
+        (1, RunStatus.FAILED),
+        (2, RunStatus.SUCCEEDED),
+    ]
     assert runs[1].output == {"a": 1}
 
 

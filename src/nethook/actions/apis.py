@@ -6,6 +6,9 @@ local stand-ins; the client code is the same one that talks to the public servic
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import weakref
 from typing import Any
 
 from pydantic import Field, field_validator
@@ -20,6 +23,22 @@ DECK_OF_CARDS_URL = "https://deckofcardsapi.com/api"
 # icanhazdadjoke asks API users to identify themselves with a User-Agent.
 USER_AGENT = "nethook (https://github.com/nethook/nethook)"
 DECK_NAMESPACE = "card_draw.deck"
+# One lock per game session in this process, so that draws of a new session that arrive
+# together share one deck instead of each creating its own (held only while in use).
+_SESSION_LOCKS: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+
+def _session_lock(session: str | None) -> Any:
+    if not session:
+        return contextlib.nullcontext()
+    lock = _SESSION_LOCKS.get(session)
+    if lock is None:
+        lock = _SESSION_LOCKS[session] = asyncio.Lock()
+    return lock
+
+
+class _DeckGone(PermanentError):
+    """The Deck of Cards API does not know this deck id (404)."""
 
 
 def _api(ctx: ActionContext, name: str) -> ApiConfig:
@@ -100,7 +119,7 @@ class CardDrawAction(Action):
                 ArtifactData(f"deck{path.replace('/', '_')}.json", resp.content, "application/json")
             )
             if resp.status_code == 404:
-                raise PermanentError(f"deck not found ({path})")
+                raise _DeckGone(f"deck not found ({path})")
             check_status(resp)
             try:
                 body = resp.json()
@@ -110,21 +129,33 @@ class CardDrawAction(Action):
                 raise PermanentError(f"{base}{path}: unexpected answer")
             return body
 
-        deck_id = opts.deck_id if opts.deck_id != "new" else None
-        reused = False
-        if deck_id is None and opts.game_session:
-            deck_id = await ctx.store.kv_get(DECK_NAMESPACE, opts.game_session)
-            reused = deck_id is not None
-        if deck_id is None:
+        async def new_deck() -> str:
             created = await get("/deck/new/shuffle/", {"deck_count": 1})
-            deck_id = str(created["deck_id"])
-        elif opts.shuffle:
-            await get(f"/deck/{deck_id}/shuffle/")
-        if opts.game_session:
-            # One deck per game session, kept for a day of play.
-            await ctx.store.kv_set(DECK_NAMESPACE, opts.game_session, deck_id, ttl=86400)
+            return str(created["deck_id"])
 
-        drawn = await get(f"/deck/{deck_id}/draw/", {"count": opts.count})
+        async with _session_lock(opts.game_session):
+            deck_id = opts.deck_id if opts.deck_id != "new" else None
+            reused = False
+            if deck_id is None and opts.game_session:
+                deck_id = await ctx.store.kv_get(DECK_NAMESPACE, opts.game_session)
+                reused = deck_id is not None
+            try:
+                if deck_id is None:
+                    deck_id = await new_deck()
+                elif opts.shuffle:
+                    await get(f"/deck/{deck_id}/shuffle/")
+                if opts.game_session:
+                    # One deck per game session, kept for a day of play.
+                    await ctx.store.kv_set(DECK_NAMESPACE, opts.game_session, deck_id, ttl=86400)
+                drawn = await get(f"/deck/{deck_id}/draw/", {"count": opts.count})
+            except _DeckGone:
+                if not reused:
+                    raise
+                # The session's deck is gone upstream (the API forgets idle decks): a new one.
+                deck_id, reused = await new_deck(), False
+                await ctx.store.kv_set(DECK_NAMESPACE, opts.game_session, deck_id, ttl=86400)
+                drawn = await get(f"/deck/{deck_id}/draw/", {"count": opts.count})
+
         cards = [
             {
                 "code": c.get("code"),

@@ -198,32 +198,38 @@ class SQLiteStore(Store):
             conn.close()
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
-        results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        # Hot path: the whole batch in one transaction, no per-op savepoints. If any op
+        # fails, the batch is rolled back and replayed op by op, so one bad write cannot
+        # fail its neighbours.
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for op, fut in batch:
-                try:
-                    conn.execute("SAVEPOINT op")
-                    value = op(conn)
-                    conn.execute("RELEASE op")
-                    results.append((fut, value, None))
-                except sqlite3.Error as exc:
-                    conn.execute("ROLLBACK TO op")
-                    conn.execute("RELEASE op")
-                    results.append((fut, None, StoreUnavailable(f"sqlite: {exc}")))
-                except Exception as exc:
-                    conn.execute("ROLLBACK TO op")
-                    conn.execute("RELEASE op")
-                    results.append((fut, None, exc))
+            results = [(fut, op(conn), None) for op, fut in batch]
             conn.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except Exception:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
-            err = StoreUnavailable(f"sqlite commit failed: {exc}")
-            results = [(fut, None, err) for _op, fut in batch]
+            results = [self._run_alone(conn, op, fut) for op, fut in batch]
         assert self._loop is not None
         # One wake-up of the event loop per batch, not per request.
         self._loop.call_soon_threadsafe(_settle, results)
+
+    @staticmethod
+    def _run_alone(
+        conn: sqlite3.Connection, op: _Op, fut: asyncio.Future[Any]
+    ) -> tuple[asyncio.Future[Any], Any, BaseException | None]:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            value = op(conn)
+            conn.execute("COMMIT")
+            return fut, value, None
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            return fut, None, StoreUnavailable(f"sqlite: {exc}")
+        except Exception as exc:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            return fut, None, exc
 
     async def _write(self, op: _Op) -> Any:
         if self._closed or self._writer is None or not self._writer.is_alive():
@@ -283,13 +289,15 @@ class SQLiteStore(Store):
         self._work.set()
 
     async def claim(self, owner: str, limit: int, lease_seconds: float) -> list[Event]:
-        sql = self.q["claim"]
+        expired_sql, queued_sql = self.q["claim_expired"], self.q["claim_queued"]
 
         def op(conn: sqlite3.Connection) -> list[Event]:
             now = time.time()
-            rows = conn.execute(
-                sql, {"owner": owner, "expires": now + lease_seconds, "now": now, "limit": limit}
-            ).fetchall()
+            params = {"owner": owner, "expires": now + lease_seconds, "now": now, "limit": limit}
+            rows = conn.execute(expired_sql, params).fetchall()
+            if len(rows) < limit:
+                params["limit"] = limit - len(rows)
+                rows += conn.execute(queued_sql, params).fetchall()
             return sorted((event_from_row(r) for r in rows), key=lambda e: e.seq)
 
         result: list[Event] = await self._write(op)

@@ -10,12 +10,21 @@ ON CONFLICT DO NOTHING;
 -- name: find_delivery
 SELECT id, status FROM events WHERE source = :source AND delivery_id = :delivery_id;
 
--- name: claim
+-- name: claim_expired
+-- Running events whose worker stopped renewing its lease (crashed or cut off).
+UPDATE events
+   SET lease_owner = :owner, lease_expires = :expires, attempts = attempts + 1
+ WHERE seq IN (SELECT seq FROM events INDEXED BY events_leased
+                WHERE status = 'running' AND lease_expires < :now
+                LIMIT :limit)
+RETURNING *;
+
+-- name: claim_queued
+-- Oldest ready events first; the partial index keeps this cheap however long the queue is.
 UPDATE events
    SET status = 'running', lease_owner = :owner, lease_expires = :expires, attempts = attempts + 1
- WHERE seq IN (SELECT seq FROM events
-                WHERE (status = 'queued' AND available_at <= :now)
-                   OR (status = 'running' AND lease_expires < :now)
+ WHERE seq IN (SELECT seq FROM events INDEXED BY events_queued
+                WHERE status = 'queued' AND available_at <= :now
                 ORDER BY seq
                 LIMIT :limit)
 RETURNING *;
