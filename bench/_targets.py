@@ -152,6 +152,8 @@ _NETHOOK_YAML = """\
 server: {host: 127.0.0.1, port: @PORT@}
 store: {url: "sqlite:///@TMPDIR@/bench.db", data_dir: "@TMPDIR@/data"}
 logging: {level: WARNING}
+# One client address sends everything here; a per-client limit would measure 429s.
+security: {rate_limit: {enabled: false}}
 sources:
   default: {auth: {type: token, header: X-Webhook-Token, secret: "@TOKEN@"}}
 rules:

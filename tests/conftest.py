@@ -136,6 +136,8 @@ def base_config(workdir: Path, port: int, **overrides: Any) -> dict[str, Any]:
         "store": {"url": f"sqlite:///{workdir / 'nethook.db'}", "data_dir": str(workdir / "data"),
                   "poll_interval": 0.2},
         "logging": {"level": "INFO"},
+        # Tests send bursts from one address; the rate limit has its own tests.
+        "security": {"rate_limit": {"requests_per_minute": 1_000_000, "burst": 100_000}},
         "sources": {"default": {"auth": {"type": "token", "secret": TOKEN}}},
         "dispatcher": {"backoff_base": 0.05, "backoff_max": 0.5},
     }

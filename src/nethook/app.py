@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import orjson
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -86,6 +87,42 @@ class Service:
             self.dispatcher.forget(event_id, fut)
 
 
+class HeaderLimit:
+    """Refuse requests whose headers exceed ``max_bytes`` in total (431), before any route.
+
+    The HTTP parser already caps what it buffers; this makes the limit the configured one
+    and answers with a JSON error instead of dropping the connection.
+    """
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            size = sum(len(k) + len(v) + 4 for k, v in scope["headers"])
+            if size > self.max_bytes:
+                body = orjson.dumps(
+                    error_body(
+                        "headers_too_large", f"request headers exceed {self.max_bytes} bytes"
+                    )
+                )
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 431,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"connection", b"close"),
+                            (b"content-length", str(len(body)).encode()),
+                        ],
+                    }
+                )
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+
 def error_body(code: str, detail: str) -> dict[str, str]:
     return {"error": code, "detail": detail}
 
@@ -155,6 +192,7 @@ def create_app(config: Config, *, workers: int = 1, store: Store | None = None) 
     )
     app.state.service = service
     install_error_handlers(app)
+    app.add_middleware(HeaderLimit, max_bytes=config.server.max_header_bytes)
 
     @app.get("/health", tags=["ops"], summary="Store reachable, queue depth")
     async def health() -> Response:
@@ -175,6 +213,16 @@ def create_app(config: Config, *, workers: int = 1, store: Store | None = None) 
             "workers": service.dispatcher is not None,
         }
         return ingress_http.json_response(200, body)
+
+    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics")
+    async def prometheus_metrics() -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        from . import metrics
+
+        with contextlib.suppress(StoreUnavailable):
+            metrics.QUEUE_DEPTH.set(await service.store.queue_depth())
+        return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(ingress_http.router)
     # The hot path skips FastAPI's per-request dependency solving: plain Starlette routes,

@@ -152,6 +152,7 @@ class StoreConfig(_Model):
 
 
 class RateLimitConfig(_Model):
+    enabled: bool = True
     requests_per_minute: float = Field(600, gt=0)
     burst: int | None = Field(None, ge=1)
     storage: str = "memory://"

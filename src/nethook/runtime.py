@@ -14,6 +14,7 @@ from .actions.base import get_action
 from .config import Config, SourceConfig
 from .engine.rules import Rulebook, compile_rules
 from .exceptions import ConfigError
+from .security.limits import Network, TokenBucket, parse_networks
 from .security.verifiers import Verifier, build_verifier
 
 
@@ -26,6 +27,8 @@ class Source:
     verifier: Verifier
     max_payload: int
     format: str
+    limiter: TokenBucket | None = None
+    allow: tuple[Network, ...] = ()
 
 
 def check_action(name: str, args: Mapping[str, Any]) -> str | None:
@@ -61,12 +64,20 @@ def build_sources(cfg: Config) -> dict[str, Source]:
         except OSError as exc:
             errors.append(f"sources.{name}.auth.secret_file: {exc.strerror}: {exc.filename}")
             continue
+        rate = sc.rate_limit or cfg.security.rate_limit
+        try:
+            allow = parse_networks(sc.allow, f"sources.{name}.allow")
+        except ConfigError as exc:
+            errors.extend(exc.errors)
+            continue
         out[name] = Source(
             name=name,
             config=sc,
             verifier=verifier,
             max_payload=sc.max_payload_size or cfg.security.max_payload_size,
             format=sc.format,
+            limiter=TokenBucket(rate.requests_per_minute, rate.burst) if rate.enabled else None,
+            allow=allow,
         )
     if errors:
         raise ConfigError(errors)
@@ -81,6 +92,7 @@ class Runtime:
     sources: dict[str, Source]
     rulebook: Rulebook
     paths: dict[str, str] = field(default_factory=dict)
+    trusted_proxies: tuple[Network, ...] = ()
 
     @classmethod
     def build(cls, cfg: Config) -> Runtime:
@@ -103,6 +115,11 @@ class Runtime:
                 if path in paths:
                     errors.append(f"sources.{name}.path: {path} is already used by {paths[path]}")
                 paths[path] = name
+        trusted: tuple[Network, ...] = ()
+        try:
+            trusted = parse_networks(cfg.security.trusted_proxies, "security.trusted_proxies")
+        except ConfigError as exc:
+            errors.extend(exc.errors)
         if errors:
             raise ConfigError(errors)
-        return cls(cfg, sources, rulebook, paths)
+        return cls(cfg, sources, rulebook, paths, trusted)

@@ -78,7 +78,7 @@ async def test_claim_lease_finish_and_expiry(store: SQLiteStore) -> None:
 
 async def test_retry_later_is_invisible_until_due(store: SQLiteStore) -> None:
     eid = (await store.append(draft())).id
-    [e] = await store.claim("w", 1, 30)
+    assert len(await store.claim("w", 1, 30)) == 1
     assert await store.retry_later(eid, "w", time.time() + 60, "boom")
     assert await store.claim("w", 1, 30) == []
     assert (await store.get_event(eid)).status is EventStatus.QUEUED  # type: ignore[union-attr]

@@ -8,6 +8,7 @@ adapter (400) -> durable append (503 if the store cannot) -> 202.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -17,8 +18,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.routing import Route
 
+from .. import metrics
 from ..events import AppendResult
 from ..exceptions import AuthError, RequestRejected, StoreUnavailable
+from ..security.limits import client_address, in_networks, retry_after_header
 from ..security.verifiers import NOT_PARSED
 from .adapters import Incoming, PayloadError, adapt, header_delivery_id
 
@@ -90,8 +93,12 @@ def _is_json(content_type: str) -> bool:
     )
 
 
-async def read_capped(request: Request, cap: int) -> bytes:
-    """Read the body while counting; stop at the first byte past ``cap`` (chunked too)."""
+async def read_capped(request: Request, cap: int, timeout: float | None = None) -> bytes:
+    """Read the body while counting; stop at the first byte past ``cap`` (chunked too).
+
+    A declared Content-Length over the cap is refused before a byte is read. ``timeout``
+    bounds the whole read, so a client trickling its body cannot hold a slot forever.
+    """
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
@@ -104,16 +111,20 @@ async def read_capped(request: Request, cap: int) -> bytes:
             )
     chunks: list[bytes] = []
     total = 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > cap:
-            raise RequestRejected(413, "payload_too_large", f"body exceeds the {cap}-byte limit")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                total += len(chunk)
+                if total > cap:
+                    raise RequestRejected(
+                        413, "payload_too_large", f"body exceeds the {cap}-byte limit"
+                    )
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RequestRejected(
+            408, "request_timeout", f"body not received within {timeout:g}s"
+        ) from None
     return b"".join(chunks)
-
-
-def _client(request: Request) -> str:
-    return request.client.host if request.client else "-"
 
 
 async def ingest(request: Request, source_name: str) -> Response:
@@ -121,19 +132,46 @@ async def ingest(request: Request, source_name: str) -> Response:
     rt = service.runtime
     src = rt.sources.get(source_name)
     if src is None:
+        metrics.rejected("-", "unknown_source")
         raise RequestRejected(404, "unknown_source", f"no source named {source_name!r}")
+    started = time.perf_counter()
+    metrics.EVENTS_RECEIVED.labels(src.name).inc()
+    try:
+        response = await _ingest(request, service, src)
+    except RequestRejected as exc:
+        metrics.rejected(src.name, exc.code)
+        raise
+    metrics.INGEST_SECONDS.observe(time.perf_counter() - started)
+    return response
+
+
+async def _ingest(request: Request, service: Service, src: Source) -> Response:
     headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.scope["headers"]}
     now = time.time()
+    peer = request.client.host if request.client else None
+    client = client_address(peer, headers.get("x-forwarded-for"), service.runtime.trusted_proxies)
+    if src.allow and not in_networks(client, src.allow):
+        log.warning("ingest.forbidden", source=src.name, client=client)
+        raise RequestRejected(403, "forbidden", "this address may not post to this source")
+    if src.limiter is not None:
+        wait = src.limiter.take(client, time.monotonic())
+        if wait:
+            raise RequestRejected(
+                429,
+                "rate_limited",
+                "too many requests; slow down",
+                {"Retry-After": retry_after_header(wait)},
+            )
     if not src.verifier.needs_body:
-        _verify(src, headers, b"", now, request)
+        _verify(src, headers, b"", now, client)
     if not _is_json(headers.get("content-type", "")):
         raise RequestRejected(
             415,
             "unsupported_media_type",
             "send the body as JSON with Content-Type: application/json",
         )
-    body = await read_capped(request, src.max_payload)
-    verified = _verify(src, headers, body, now, request) if src.verifier.needs_body else None
+    body = await read_capped(request, src.max_payload, service.config.server.request_timeout)
+    verified = _verify(src, headers, body, now, client) if src.verifier.needs_body else None
     if verified is not None and verified.payload is not NOT_PARSED:
         payload = verified.payload
     else:
@@ -143,21 +181,20 @@ async def ingest(request: Request, source_name: str) -> Response:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             raise RequestRejected(400, "malformed_json", f"invalid JSON: {exc}") from None
-    meta: dict[str, Any] = {"client": _client(request), "path": request.scope["path"]}
+    meta: dict[str, Any] = {"client": client, "path": request.scope["path"]}
     kept = {h: headers[h] for h in KEPT_HEADERS if h in headers}
     if kept:
         meta["headers"] = kept
+    inc = Incoming(
+        source=src.name,
+        payload=payload,
+        headers=headers,
+        meta=meta,
+        delivery_id=(verified.delivery_id if verified else None) or header_delivery_id(headers),
+        event_type=verified.event_type if verified else None,
+        default_type=src.config.event_type,
+    )
     try:
-        # Inside the try: a blank or over-long delivery-id header is the sender's error (400).
-        inc = Incoming(
-            source=src.name,
-            payload=payload,
-            headers=headers,
-            meta=meta,
-            delivery_id=(verified.delivery_id if verified else None) or header_delivery_id(headers),
-            event_type=verified.event_type if verified else None,
-            default_type=src.config.event_type,
-        )
         drafts = adapt(src.format, inc)
     except PayloadError as exc:
         raise RequestRejected(400, "invalid_payload", str(exc)) from None
@@ -173,14 +210,20 @@ async def ingest(request: Request, source_name: str) -> Response:
         raise RequestRejected(
             503, "store_unavailable", "the event store is unavailable; retry", {"Retry-After": "5"}
         ) from None
+    fresh = sum(not r.duplicate for r in results)
+    if fresh:
+        metrics.EVENTS_ACCEPTED.labels(src.name).inc(fresh)
+    if fresh < len(results):
+        metrics.EVENTS_DUPLICATE.labels(src.name).inc(len(results) - fresh)
     return await _reply(service, src, request, results)
 
 
-def _verify(src: Source, headers: dict[str, str], body: bytes, now: float, request: Request) -> Any:
+def _verify(src: Source, headers: dict[str, str], body: bytes, now: float, client: str) -> Any:
     try:
         return src.verifier.verify(headers, body, now)
     except AuthError as exc:
-        log.warning("auth.failed", source=src.name, client=_client(request), reason=exc.reason)
+        # Source, address and reason; never the presented credential.
+        log.warning("auth.failed", source=src.name, client=client, reason=exc.reason)
         raise RequestRejected(401, "unauthorized", "authentication failed") from None
 
 

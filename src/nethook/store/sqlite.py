@@ -201,6 +201,7 @@ class SQLiteStore(Store):
         # Hot path: the whole batch in one transaction, no per-op savepoints. If any op
         # fails, the batch is rolled back and replayed op by op, so one bad write cannot
         # fail its neighbours.
+        results: list[tuple[asyncio.Future[Any], Any, BaseException | None]]
         try:
             conn.execute("BEGIN IMMEDIATE")
             results = [(fut, op(conn), None) for op, fut in batch]
