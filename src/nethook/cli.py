@@ -119,18 +119,16 @@ def serve(
             """-d '{"event":"joke_request","data":{"user_id":"me"}}'"""
         )
     sys.stdout.flush()
-    ssl: dict[str, Any] = {}
-    if server_cfg.tls is not None:
-        import ssl as ssl_mod
+    from .runtime import config_warnings
+    from .security.tls import uvicorn_options
 
-        ssl = {
-            "ssl_certfile": str(server_cfg.tls.certfile),
-            "ssl_keyfile": str(server_cfg.tls.keyfile),
-        }
-        if server_cfg.tls.client_ca is not None:
-            ssl.update(
-                ssl_ca_certs=str(server_cfg.tls.client_ca), ssl_cert_reqs=ssl_mod.CERT_REQUIRED
-            )
+    for warning in config_warnings(cfg):
+        err.print(f"[yellow]warning:[/yellow] {warning}")
+    try:
+        ssl = uvicorn_options(server_cfg.tls)
+    except ConfigError as exc:
+        err.print(f"[red]config error:[/red] {exc}")
+        raise typer.Exit(2) from None
     uv = uvicorn.Config(
         application,
         host=server_cfg.host,
@@ -189,7 +187,7 @@ def worker(
 
 STARTER = """\
 # nethook configuration. Reference: docs/config.md
-server: {{host: 127.0.0.1, port: {port}}}
+server: {{host: {host}, port: {port}{tls}}}
 store: {{url: "sqlite:///nethook.db", data_dir: nethook-data}}
 security: {{max_payload_size: 1048576, rate_limit: {{requests_per_minute: 600}}}}
 logging: {{level: INFO, format: json}}
@@ -224,18 +222,57 @@ def init(
     path: Annotated[Path, typer.Argument(help="Where to write the config.")] = Path("nethook.yml"),
     port: int = 8000,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    self_signed: Annotated[
+        str | None,
+        typer.Option(
+            "--self-signed",
+            metavar="HOSTNAME",
+            help="Also write a key and a self-signed certificate for HOSTNAME and serve HTTPS.",
+        ),
+    ] = None,
+    mtls: Annotated[
+        bool,
+        typer.Option(
+            "--mtls",
+            help="With --self-signed: also a client CA and a client certificate; "
+            "the server then requires client certificates.",
+        ),
+    ] = False,
 ) -> None:
     """Write a starter config with a random token and print a ready curl line."""
     if path.exists() and not force:
         err.print(f"{path} exists; use --force to overwrite")
         raise typer.Exit(1)
+    if mtls and not self_signed:
+        err.print("--mtls needs --self-signed HOSTNAME")
+        raise typer.Exit(2)
     token = secrets.token_urlsafe(24)
-    path.write_text(STARTER.format(token=token, port=port), encoding="utf-8")
+    tls, host, curl_tls, scheme = "", "127.0.0.1", "", "http"
+    if self_signed:
+        from .security import tls as tls_mod
+
+        folder = path.resolve().parent / "tls"
+        key, cert = tls_mod.write_pem(folder, "server", tls_mod.self_signed(self_signed))
+        tls = f", tls: {{certfile: tls/{cert.name}, keyfile: tls/{key.name}"
+        curl_tls = f" --cacert {cert}"
+        if mtls:
+            ca = tls_mod.make_ca()
+            _ca_key, ca_cert = tls_mod.write_pem(folder, "client-ca", ca)
+            c_key, c_cert = tls_mod.write_pem(
+                folder, "client", tls_mod.client_cert(ca, "nethook-client")
+            )
+            tls += f", client_ca: tls/{ca_cert.name}"
+            curl_tls += f" --cert {c_cert} --key {c_key}"
+        tls += "}"
+        host, scheme = "0.0.0.0", "https"
+        console.print(f"wrote TLS files under {folder} (keys mode 0600)")
+    path.write_text(STARTER.format(token=token, port=port, host=host, tls=tls), encoding="utf-8")
     path.chmod(0o600)
+    shown = self_signed or "127.0.0.1"
     console.print(f"wrote {path} (mode 0600). Start it with: nethook serve --config {path}")
     console.print(
-        f"then: curl -s -X POST http://127.0.0.1:{port}/events -H 'Content-Type: application/json' "
-        f"-H 'X-Webhook-Token: {token}' "
+        f"then: curl -s{curl_tls} -X POST {scheme}://{shown}:{port}/events "
+        f"-H 'Content-Type: application/json' -H 'X-Webhook-Token: {token}' "
         """-d '{"event":"joke_request","data":{"user_id":"me"}}'"""
     )
 
@@ -253,6 +290,10 @@ def config_check(path: Annotated[Path, typer.Argument(help="Config file to check
         for line in exc.errors:
             err.print(f"  - {line}")
         raise typer.Exit(2) from None
+    from .runtime import config_warnings
+
+    for warning in config_warnings(cfg):
+        console.print(f"[yellow]warning:[/yellow] {warning}")
     console.print(f"OK: {path} ({len(cfg.sources or {})} sources, {len(cfg.rules or [])} rules)")
 
 

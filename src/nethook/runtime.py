@@ -6,6 +6,7 @@ all read it, none of them own it.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +48,44 @@ def check_action(name: str, args: Mapping[str, Any]) -> str | None:
     if unknown:
         return f"{name}: unknown argument(s) {unknown}; accepted: {sorted(accepted)}"
     return None
+
+
+MIN_SECRET_BYTES = 16
+
+
+def _is_loopback_host(host: str) -> bool:
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def config_warnings(cfg: Config) -> list[str]:
+    """What is allowed but unwise: printed by ``config check`` and at start-up."""
+    out: list[str] = []
+    for name, sc in (cfg.sources or {}).items():
+        if sc.auth is None:
+            continue
+        if sc.auth.type == "none":
+            out.append(f"sources.{name}.auth: type none: anyone who can reach it can post events")
+            continue
+        try:
+            short = [s for s in sc.auth.all_secrets() if len(s.encode()) < MIN_SECRET_BYTES]
+        except OSError:
+            short = []
+        if short:
+            out.append(
+                f"sources.{name}.auth: a secret is shorter than {MIN_SECRET_BYTES} bytes; "
+                "use a long random one (python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
+    if cfg.server.tls is None and not _is_loopback_host(cfg.server.host):
+        out.append(
+            f"server: plain HTTP on {cfg.server.host}, beyond loopback: tokens and "
+            "payloads travel in clear text; set server.tls (nethook init --self-signed)"
+        )
+    return out
 
 
 def build_sources(cfg: Config) -> dict[str, Source]:

@@ -185,16 +185,17 @@ async def _ingest(request: Request, service: Service, src: Source) -> Response:
     kept = {h: headers[h] for h in KEPT_HEADERS if h in headers}
     if kept:
         meta["headers"] = kept
-    inc = Incoming(
-        source=src.name,
-        payload=payload,
-        headers=headers,
-        meta=meta,
-        delivery_id=(verified.delivery_id if verified else None) or header_delivery_id(headers),
-        event_type=verified.event_type if verified else None,
-        default_type=src.config.event_type,
-    )
     try:
+        # Inside the try: an over-long or blank delivery-id header is the sender's error (400).
+        inc = Incoming(
+            source=src.name,
+            payload=payload,
+            headers=headers,
+            meta=meta,
+            delivery_id=(verified.delivery_id if verified else None) or header_delivery_id(headers),
+            event_type=verified.event_type if verified else None,
+            default_type=src.config.event_type,
+        )
         drafts = adapt(src.format, inc)
     except PayloadError as exc:
         raise RequestRejected(400, "invalid_payload", str(exc)) from None
