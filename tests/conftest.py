@@ -63,12 +63,18 @@ class Server:
     def db_path(self) -> Path:
         return self.workdir / "nethook.db"
 
-    def start(self, extra_args: list[str] | None = None, wait: bool = True,
-              env: dict[str, str] | None = None) -> Server:
+    def start(
+        self,
+        extra_args: list[str] | None = None,
+        wait: bool = True,
+        env: dict[str, str] | None = None,
+    ) -> Server:
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed when the process ends
         self.proc = subprocess.Popen(
             [*NETHOOK, "serve", "--config", str(self.config_path), *(extra_args or [])],
-            cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT,
+            cwd=self.workdir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},
         )
         if wait:
@@ -122,8 +128,7 @@ class Server:
         """Wait until no event is queued or running."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            rows = self.db_rows(
-                "SELECT count(*) FROM events WHERE status IN ('queued', 'running')")
+            rows = self.db_rows("SELECT count(*) FROM events WHERE status IN ('queued', 'running')")
             if rows[0][0] == 0:
                 return
             time.sleep(0.1)
@@ -133,8 +138,11 @@ class Server:
 def base_config(workdir: Path, port: int, **overrides: Any) -> dict[str, Any]:
     cfg: dict[str, Any] = {
         "server": {"host": "127.0.0.1", "port": port},
-        "store": {"url": f"sqlite:///{workdir / 'nethook.db'}", "data_dir": str(workdir / "data"),
-                  "poll_interval": 0.2},
+        "store": {
+            "url": f"sqlite:///{workdir / 'nethook.db'}",
+            "data_dir": str(workdir / "data"),
+            "poll_interval": 0.2,
+        },
         "logging": {"level": "INFO"},
         # Tests send bursts from one address; the rate limit has its own tests.
         "security": {"rate_limit": {"requests_per_minute": 1_000_000, "burst": 100_000}},
@@ -151,7 +159,9 @@ def make_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     """Start ``nethook serve`` with a config dict; every server is stopped after the test."""
     servers: list[Server] = []
 
-    def factory(config: dict[str, Any] | None = None, start: bool = True, **overrides: Any) -> Server:
+    def factory(
+        config: dict[str, Any] | None = None, start: bool = True, **overrides: Any
+    ) -> Server:
         port = free_port()
         cfg = config if config is not None else base_config(tmp_path, port, **overrides)
         cfg.setdefault("server", {})["port"] = port

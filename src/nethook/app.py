@@ -233,6 +233,9 @@ def create_app(config: Config, *, workers: int = 1, store: Store | None = None) 
     app.include_router(api_router)
     # Last: a source's own ``path:`` (e.g. /joke), resolved per request so reloads apply.
     app.add_api_route(
-        "/{path:path}", ingress_http.custom_path, methods=["POST"], include_in_schema=False
+        "/{path:path}",
+        ingress_http.custom_path,
+        methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+        include_in_schema=False,
     )
     return app

@@ -234,7 +234,8 @@ class SourceConfig(_Model):
     type: Literal["http", "syslog"] = "http"
     auth: AuthConfig | None = None
     path: str | None = None
-    format: str = "auto"
+    # None: "envelope" for the source called "default" (POST /events), "auto" for others.
+    format: str | None = None
     event_type: str | None = None
     max_payload_size: int | None = Field(None, ge=1)
     rate_limit: RateLimitConfig | None = None

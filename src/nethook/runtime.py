@@ -114,7 +114,7 @@ def build_sources(cfg: Config) -> dict[str, Source]:
             config=sc,
             verifier=verifier,
             max_payload=sc.max_payload_size or cfg.security.max_payload_size,
-            format=sc.format,
+            format=sc.format or ("envelope" if name == "default" else "auto"),
             limiter=TokenBucket(rate.requests_per_minute, rate.burst) if rate.enabled else None,
             allow=allow,
         )

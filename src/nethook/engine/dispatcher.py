@@ -107,6 +107,7 @@ class Dispatcher:
         self._waiters: dict[str, list[asyncio.Future[Outcome]]] = {}
         self._main: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
+        self._ran_any: dict[str, list[bool]] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -167,6 +168,11 @@ class Dispatcher:
                 await asyncio.sleep(min(5.0, idle_wait * 4))
                 continue
             for event in events:
+                if event.id in self._inflight:
+                    # Our own task is still on it: its lease lapsed (a stall longer than the
+                    # lease) and this claim renewed it. A second copy would run steps twice.
+                    log.warning("dispatcher.reclaimed_own", event_id=event.id)
+                    continue
                 task = asyncio.create_task(self._process_guarded(event), name=f"event-{event.id}")
                 self._inflight[event.id] = task
                 task.add_done_callback(self._forget_task)
@@ -175,6 +181,10 @@ class Dispatcher:
 
     def _forget_task(self, task: asyncio.Task[None]) -> None:
         self._inflight.pop(task.get_name().removeprefix("event-"), None)
+
+    async def _still_ours(self, event_id: str) -> bool:
+        """Renew one lease between steps: False when another worker holds the event now."""
+        return event_id in await self.store.renew(self.owner, [event_id], self.lease)
 
     async def _renew_leases(self) -> None:
         while True:
@@ -187,7 +197,8 @@ class Dispatcher:
             except StoreUnavailable as exc:
                 log.warning("dispatcher.renew_failed", error=str(exc))
                 continue
-            for lost in set(ids) - kept:
+            # An event that finished while the renew was queued is not a lost lease.
+            for lost in (set(ids) - kept) & self._inflight.keys():
                 log.warning("dispatcher.lease_lost", event_id=lost)
 
     async def _process_guarded(self, event: Event) -> None:
@@ -226,10 +237,32 @@ class Dispatcher:
             tries[r.step] = max(tries.get(r.step, 0), r.attempt)
 
         results: dict[str, Any] = {}
+        self._ran_any[event.id] = [False]
+        try:
+            return await self._process_rules(
+                event, rules, book, inventory, done, tries, results, elog
+            )
+        finally:
+            self._ran_any.pop(event.id, None)
+
+    async def _process_rules(
+        self,
+        event: Event,
+        rules: list[Rule],
+        book: Rulebook,
+        inventory: Any,
+        done: dict[str, Any],
+        tries: dict[str, int],
+        results: dict[str, Any],
+        elog: Any,
+    ) -> Outcome:
         for rule in rules:
             status, error, delay = await self._run_rule(
                 event, rule, book, inventory, done, tries, results, elog
             )
+            if status is EventStatus.RUNNING:
+                elog.warning("event.lease_lost", rule=rule.name)
+                return Outcome(event.id, EventStatus.RUNNING, results, error)
             if status is EventStatus.QUEUED:
                 assert delay is not None
                 await self.store.retry_later(event.id, self.owner, time.time() + delay, error)
@@ -256,6 +289,7 @@ class Dispatcher:
     ) -> tuple[EventStatus, str | None, float | None]:
         results: dict[str, Any] = {}
         all_results[rule.name] = results
+        ran_any = self._ran_any.setdefault(event.id, [False])
         for step in rule.steps:
             names = names_for(event, book.variables, inventory, results)
             slot = step.label or str(step.index)
@@ -265,6 +299,11 @@ class Dispatcher:
             if step.when is not None and not step.when(names):
                 results[slot] = None
                 continue
+            if ran_any[0] and not await self._still_ours(event.id):
+                # Another worker took the event over (our lease lapsed): stop here rather
+                # than run steps it will run too.
+                return EventStatus.RUNNING, "lease lost", None
+            ran_any[0] = True
             attempt = tries.get(step.key, 0) + 1
             ctx = ActionContext(
                 event=event,

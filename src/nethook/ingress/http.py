@@ -16,7 +16,7 @@ import orjson
 import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
 
 from .. import metrics
 from ..events import AppendResult
@@ -300,11 +300,34 @@ def fast_routes() -> list[Route]:
     ]
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.path != "/{path:path}":
+            match, _ = route.matches({**request.scope, "method": "\x00"})
+            if match is not Match.NONE and route.methods:
+                methods |= route.methods
+    return sorted(methods)
+
+
 async def custom_path(request: Request) -> Response:
     """Route for a source's own ``path:`` (looked up per request, so reloads apply)."""
     service: Service = request.app.state.service
     path = request.scope["path"]
     name = service.runtime.paths.get(path.rstrip("/") or "/")
     if name is None:
+        # This catch-all also sees wrong methods on real routes (GET /events): say 405 there.
+        allowed = _allowed_methods(request)
+        if allowed:
+            raise RequestRejected(
+                405,
+                "method_not_allowed",
+                f"{path} accepts {', '.join(allowed)}",
+                {"Allow": ", ".join(allowed)},
+            )
         raise RequestRejected(404, "not_found", f"no route {path}")
+    if request.method != "POST":
+        raise RequestRejected(
+            405, "method_not_allowed", f"{path} accepts POST only", {"Allow": "POST"}
+        )
     return await ingest(request, name)
