@@ -2,9 +2,9 @@
 
 A :class:`Target` says how to launch a server on a given port in a scratch directory and
 which request wrk should repeat.  :class:`Server` runs it as a child process.  To add a
-variant (a github-HMAC signed nethook, TLS, a PostgreSQL store, ...), subclass
-:class:`NethookTarget` (override :meth:`~NethookTarget.config_yaml` and
-:meth:`~NethookTarget.request`) and append an instance to :data:`TARGETS`.
+variant (a PostgreSQL store, ...), subclass :class:`NethookTarget` (override
+:meth:`~NethookTarget.config_yaml` and :meth:`~NethookTarget.request`), name the anchors it
+is compared with in ``anchors`` and append an instance to :data:`TARGETS`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import sys
 import time
 from abc import ABC, abstractmethod
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import httpx
@@ -36,6 +36,37 @@ BODY = (
     b'"data":{"device":"r1","interface":"Gi2","state":"down"}}'
 )
 JSON_CT = {"Content-Type": "application/json"}
+#: The HMAC key shared by the ``webhook`` anchors and ``nethook-github``.
+HMAC_SECRET = "bench-hmac-secret-0123456789abcdef"
+
+
+def signed_request(path: str, *, good: bool) -> HttpRequest:
+    """``BODY`` with GitHub's ``X-Hub-Signature-256`` (a wrong one if not ``good``).
+
+    No ``X-GitHub-Delivery``: nethook dedupes on it, so a fixed one would turn every request
+    after the first into a duplicate.
+    """
+    digest = hmac.new(HMAC_SECRET.encode(), BODY, hashlib.sha256).hexdigest()
+    sig = "sha256=" + (digest if good else "0" * 64)
+    return HttpRequest("POST", path, {**JSON_CT, "X-Hub-Signature-256": sig}, BODY)
+
+
+def check_cert_support() -> None:
+    """Raise :class:`TargetUnavailable` if :func:`write_cert` cannot work here."""
+    try:
+        import cryptography  # noqa: F401
+
+        from nethook.security import tls  # noqa: F401
+    except ImportError as exc:
+        raise TargetUnavailable(f"cannot make a certificate: {exc}") from None
+
+
+def write_cert(workdir: Path) -> tuple[Path, Path]:
+    """A fresh self-signed cert for 127.0.0.1 in ``workdir``: ``(keyfile, certfile)``."""
+    from nethook.security.tls import self_signed, write_pem
+
+    key, cert = write_pem(workdir, "bench-tls", self_signed("127.0.0.1"))
+    return Path(key), Path(cert)
 
 
 class TargetUnavailable(Exception):
@@ -64,8 +95,10 @@ class Launch:
 class Target(ABC):
     name: str
     description: str
-    #: Anchors are the reference points; every other target is reported as a ratio to them.
+    #: Anchors are the reference points; other targets are reported as ratios to them.
     anchor: bool = False
+    #: For a non-anchor: the anchors it is compared with (``name/anchor`` req/s).
+    anchors: tuple[str, ...] = ()
 
     def check_available(self) -> None:
         """Raise :class:`TargetUnavailable` with a reason if this target cannot run."""
@@ -95,24 +128,42 @@ class BareTarget(Target):
         return Launch(argv=argv, request=req, expected_status=202)
 
 
+class BareTlsTarget(BareTarget):
+    """The bare anchor behind uvicorn's own TLS, as nethook's ``server.tls`` does it."""
+
+    name = "bare-tls"
+    description = "bare FastAPI route under uvicorn with TLS (self-signed)"
+
+    def check_available(self) -> None:
+        check_cert_support()
+
+    def prepare(self, workdir: Path, port: int) -> Launch:
+        key, cert = write_cert(workdir)
+        launch = super().prepare(workdir, port)
+        argv = [*launch.argv, "--ssl-certfile", str(cert), "--ssl-keyfile", str(key)]
+        return replace(launch, argv=argv, scheme="https")
+
+
 class WebhookTarget(Target):
     """adnanh/webhook, HMAC-SHA256 checked, running /bin/true per accepted request."""
 
     name = "webhook"
     description = "adnanh/webhook, payload-hmac-sha256 rule, runs /bin/true"
     anchor = True
-    secret = "bench-hmac-secret-0123456789abcdef"
     binary = "/usr/bin/webhook"
 
     def check_available(self) -> None:
         if not os.access(self.binary, os.X_OK):
             raise TargetUnavailable(f"{self.binary} missing (scripts/install-bench-deps.sh)")
 
+    def tls_args(self, workdir: Path) -> list[str]:
+        return []
+
     def prepare(self, workdir: Path, port: int) -> Launch:
         rule = {
             "match": {
                 "type": "payload-hmac-sha256",
-                "secret": self.secret,
+                "secret": HMAC_SECRET,
                 "parameter": {"source": "header", "name": "X-Hub-Signature-256"},
             }
         }
@@ -128,20 +179,34 @@ class WebhookTarget(Target):
         }
         hooks = workdir / "hooks.json"
         hooks.write_text(json.dumps([hook], indent=2), encoding="utf-8")
+        tls = self.tls_args(workdir)
         argv = [self.binary, "-hooks", str(hooks), "-ip", HOST, "-port", str(port), "-nopanic"]
-        sig = "sha256=" + hmac.new(self.secret.encode(), BODY, hashlib.sha256).hexdigest()
-        good = HttpRequest("POST", "/hooks/bench", {**JSON_CT, "X-Hub-Signature-256": sig}, BODY)
-        bad_sig = "sha256=" + "0" * 64
-        bad = HttpRequest("POST", "/hooks/bench", {**JSON_CT, "X-Hub-Signature-256": bad_sig}, BODY)
+        argv += tls
         return Launch(
             argv=argv,
-            request=good,
+            request=signed_request("/hooks/bench", good=True),
             expected_status=200,
             ready_path="/",
             ready_status=200,
-            bad_request=bad,
+            bad_request=signed_request("/hooks/bench", good=False),
             cwd=workdir,
+            scheme="https" if tls else "http",
         )
+
+
+class WebhookTlsTarget(WebhookTarget):
+    """adnanh/webhook serving HTTPS itself (``-secure -cert -key``, Go's crypto/tls)."""
+
+    name = "webhook-tls"
+    description = "adnanh/webhook with -secure (self-signed), same rule and command"
+
+    def check_available(self) -> None:
+        super().check_available()
+        check_cert_support()
+
+    def tls_args(self, workdir: Path) -> list[str]:
+        key, cert = write_cert(workdir)
+        return ["-secure", "-cert", str(cert), "-key", str(key)]
 
 
 # --------------------------------------------------------------------------- nethook
@@ -149,13 +214,13 @@ class WebhookTarget(Target):
 NETHOOK_TOKEN = "bench-token-0123456789abcdef"
 
 _NETHOOK_YAML = """\
-server: {host: 127.0.0.1, port: @PORT@}
+server: {host: 127.0.0.1, port: @PORT@@TLS@}
 store: {url: "sqlite:///@TMPDIR@/bench.db", data_dir: "@TMPDIR@/data"}
 logging: {level: WARNING}
 # One client address sends everything here; a per-client limit would measure 429s.
 security: {rate_limit: {enabled: false}}
 sources:
-  default: {auth: {type: token, header: X-Webhook-Token, secret: "@TOKEN@"}}
+  @SOURCE@
 rules:
   - name: noop
     on: {type: bench}
@@ -164,10 +229,15 @@ rules:
 
 
 class NethookTarget(Target):
-    """The real service: ``nethook serve --config FILE`` with a SQLite store in ``workdir``."""
+    """The real service: ``nethook serve --config FILE`` with a SQLite store in ``workdir``.
+
+    Subclasses change :meth:`source_yaml` and :meth:`request` (auth) or set ``tls``.
+    """
 
     name = "nethook"
     description = "nethook serve, token auth, SQLite store, one no-op rule"
+    anchors: tuple[str, ...] = ("bare",)
+    tls = False
 
     @property
     def binary(self) -> Path:
@@ -185,12 +255,24 @@ class NethookTarget(Target):
         if proc.returncode != 0:
             tail = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-1:]
             raise TargetUnavailable(f"{self.binary} --help exited {proc.returncode}: {tail}")
+        if self.tls:
+            check_cert_support()
+
+    def source_yaml(self) -> str:
+        """The one entry under ``sources:``."""
+        secret = json.dumps(NETHOOK_TOKEN)
+        return f"default: {{auth: {{type: token, header: X-Webhook-Token, secret: {secret}}}}}"
 
     def config_yaml(self, workdir: Path, port: int) -> str:
+        tls = ""
+        if self.tls:
+            key, cert = write_cert(workdir)
+            tls = f", tls: {{certfile: {json.dumps(str(cert))}, keyfile: {json.dumps(str(key))}}}"
         return (
             _NETHOOK_YAML.replace("@PORT@", str(port))
+            .replace("@TLS@", tls)
             .replace("@TMPDIR@", str(workdir))
-            .replace("@TOKEN@", NETHOOK_TOKEN)
+            .replace("@SOURCE@", self.source_yaml())
         )
 
     def request(self, good: bool) -> HttpRequest:
@@ -203,11 +285,13 @@ class NethookTarget(Target):
         return Launch(
             argv=[str(self.binary), "serve", "--config", str(config)],
             request=self.request(good=True),
+            # 202 = stored; a duplicate delivery would get 200 and count as unexpected.
             expected_status=202,
             ready_path="/health",
             ready_status=200,
             bad_request=self.request(good=False),
             cwd=workdir,
+            scheme="https" if self.tls else "http",
         )
 
     def stored_events(self, workdir: Path) -> int | None:
@@ -219,8 +303,43 @@ class NethookTarget(Target):
         return int(count)
 
 
-#: Every target, in the order they run.  Extend here.
-TARGETS: dict[str, Target] = {t.name: t for t in (BareTarget(), WebhookTarget(), NethookTarget())}
+class NethookGithubTarget(NethookTarget):
+    """A ``github`` source: the same body and signature the ``webhook`` anchor verifies."""
+
+    name = "nethook-github"
+    description = "nethook serve, github source (X-Hub-Signature-256), SQLite store"
+    anchors = ("webhook", "bare")
+
+    def source_yaml(self) -> str:
+        return f"github: {{auth: {{type: github, secret: {json.dumps(HMAC_SECRET)}}}}}"
+
+    def request(self, good: bool) -> HttpRequest:
+        return signed_request("/hooks/github", good=good)
+
+
+class NethookTlsTarget(NethookTarget):
+    """nethook with ``server.tls`` (uvicorn's TLS), token auth on ``/events``."""
+
+    name = "nethook-tls"
+    description = "nethook serve with server.tls (self-signed), token auth, SQLite store"
+    anchors = ("bare-tls", "webhook-tls")
+    tls = True
+
+
+#: Every target, in the order they run.  Extend here.  Each variant runs right after the
+#: anchors it is compared with, so slow drift in a shared machine's load hurts less.
+TARGETS: dict[str, Target] = {
+    t.name: t
+    for t in (
+        BareTarget(),
+        NethookTarget(),
+        WebhookTarget(),
+        NethookGithubTarget(),
+        BareTlsTarget(),
+        WebhookTlsTarget(),
+        NethookTlsTarget(),
+    )
+}
 
 
 # --------------------------------------------------------------------------- processes

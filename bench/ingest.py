@@ -1,4 +1,4 @@
-"""Ingest benchmark: nethook vs. two anchors measured in the same run.
+"""Ingest benchmark: nethook variants vs. anchors measured in the same run.
 
     .venv/bin/python bench/ingest.py [--duration 10] [--connections 32] [--threads 2]
                                      [--only NAME ...] [--json OUT]
@@ -45,6 +45,7 @@ class Outcome:
     result: WrkResult | None = None
     warmup: WrkResult | None = None
     checked_2xx: int = 0  # accepted by the one-off check requests
+    expected_status: int | None = None  # what every benchmark request should get
     server_cpu_s: float = 0.0
     exit_code: int | None = None
     stored_events: int | None = None
@@ -56,12 +57,21 @@ class Outcome:
         runs = (r.ok_2xx for r in (self.warmup, self.result) if r is not None)
         return self.checked_2xx + sum(runs)
 
+    def unexpected(self, result: WrkResult | None = None) -> dict[int, int]:
+        """Status -> count for responses other than ``expected_status`` (measured run)."""
+        r = result or self.result
+        if r is None or self.expected_status is None:
+            return {}
+        return {code: n for code, n in sorted(r.statuses.items()) if code != self.expected_status}
+
     def as_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"status": self.status}
         if self.reason:
             d["reason"] = self.reason
         if self.result is not None:
             d.update(self.result.as_dict())
+            d["expected_status"] = self.expected_status
+            d["unexpected"] = sum(self.unexpected().values())
             d["server_cpu_s"] = round(self.server_cpu_s, 3)
         if self.warmup is not None:
             d["warmup"] = self.warmup.as_dict()
@@ -83,6 +93,7 @@ def bench_target(target: Target, args: argparse.Namespace) -> Outcome:
         workdir = Path(tmp)
         port = free_port()
         launch = target.prepare(workdir, port)
+        oc.expected_status = launch.expected_status
         script = workdir / "bench.lua"
         script.write_text(lua_script(launch.request), encoding="utf-8")
         server = Server(launch, port, workdir)
@@ -151,7 +162,7 @@ def _pct(cpu_s: float, wall_s: float) -> str:
 def table(outcomes: list[Outcome]) -> Table:
     t = Table(show_edge=False, pad_edge=False)
     t.add_column("target")
-    for col in ("req/s", "p50 ms", "p99 ms", "non-2xx", "errors", "server CPU", "wrk CPU"):
+    for col in ("req/s", "p50 ms", "p99 ms", "unexpected", "errors", "server CPU", "wrk CPU"):
         t.add_column(col, justify="right")
     for oc in outcomes:
         r = oc.result
@@ -163,7 +174,7 @@ def table(outcomes: list[Outcome]) -> Table:
             f"{r.rps:,.0f}",
             f"{r.latency_ms['p50']:.2f}",
             f"{r.latency_ms['p99']:.2f}",
-            str(r.non_2xx),
+            str(sum(oc.unexpected().values())),
             str(r.errors),
             _pct(oc.server_cpu_s, r.duration_s),
             _pct(r.wrk_cpu_s, r.duration_s),
@@ -172,18 +183,34 @@ def table(outcomes: list[Outcome]) -> Table:
 
 
 def ratios(outcomes: list[Outcome]) -> dict[str, float | None]:
-    """``target/anchor`` req/s for nethook and every other non-anchor target that ran."""
+    """``target/anchor`` req/s for every non-anchor target that was tried, per its anchors."""
     by_name = {oc.name: oc for oc in outcomes}
-    anchors = [n for n, t in TARGETS.items() if t.anchor]
-    subjects = ["nethook"] + [n for n in by_name if n != "nethook" and not TARGETS[n].anchor]
     result: dict[str, float | None] = {}
-    for name in subjects:
-        for anchor in anchors:
-            mine = by_name[name].result if name in by_name else None
+    for name, target in TARGETS.items():
+        if target.anchor or name not in by_name:
+            continue
+        for anchor in target.anchors:
+            mine = by_name[name].result
             ref = by_name[anchor].result if anchor in by_name else None
             ok = mine is not None and ref is not None and ref.rps > 0
             result[f"{name}/{anchor}"] = mine.rps / ref.rps if mine and ref and ok else None
     return result
+
+
+def unexpected_line(oc: Outcome) -> str | None:
+    """Non-empty when responses other than the expected status came back (health check)."""
+    parts = []
+    for label, r in (("warm-up", oc.warmup), ("run", oc.result)):
+        odd = oc.unexpected(r) if r is not None else {}
+        if odd:
+            hist = ", ".join(f"{code}: {n:,}" for code, n in odd.items())
+            parts.append(f"{label} {hist}")
+    if not parts:
+        return None
+    return (
+        f"[red]{oc.name}: responses other than {oc.expected_status}[/] ({'; '.join(parts)}); "
+        "the numbers measure something else (e.g. 200 duplicates, 401, 429)"
+    )
 
 
 def durability_line(oc: Outcome, connections: int) -> tuple[str, bool]:
@@ -256,6 +283,10 @@ def main(argv: list[str] | None = None) -> int:
 
     healthy = True
     for oc in outcomes:
+        odd = unexpected_line(oc)
+        if odd:
+            out.print(odd)
+            healthy = False
         if oc.stored_events is not None:
             line, ok = durability_line(oc, args.connections)
             out.print(line)

@@ -60,6 +60,7 @@ class RunStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     SKIPPED = "skipped"
+    SUPPRESSED = "suppressed"
 
 
 @dataclass(frozen=True, slots=True)

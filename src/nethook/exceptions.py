@@ -21,7 +21,15 @@ class ConfigError(NethookError):
 
 
 class TransientError(NethookError):
-    """Worth retrying later: timeouts, refused connections, 5xx, a locked database."""
+    """Worth retrying later: timeouts, refused connections, 5xx, a locked database.
+
+    ``retry_after`` (seconds) is the peer's own hint (an HTTP ``Retry-After``); the
+    dispatcher waits at least that long before the next attempt.
+    """
+
+    def __init__(self, message: str = "", retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
 
 
 class PermanentError(NethookError):

@@ -48,6 +48,7 @@ class ActionResult:
     elapsed: float = 0.0
     transient: bool = False
     artifacts: tuple[ArtifactData, ...] = ()
+    retry_after: float | None = None
 
 
 @dataclass(slots=True)

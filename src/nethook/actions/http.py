@@ -78,8 +78,26 @@ def check_status(resp: httpx.Response, expect: list[int] | None = None) -> None:
         return
     msg = f"{resp.request.method} {resp.request.url}: HTTP {resp.status_code}"
     if resp.status_code in RETRYABLE_STATUSES:
-        raise TransientError(msg)
+        raise TransientError(msg, retry_after=parse_retry_after(resp.headers.get("retry-after")))
     raise PermanentError(msg)
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """``Retry-After`` as seconds: delta-seconds or an HTTP date; None when absent or bad."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    import time
+
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 class HttpAction(Action):

@@ -29,6 +29,8 @@ from ..exceptions import ActionTimeout, PermanentError, StoreUnavailable, Transi
 from ..store.base import Store
 from .retry import backoff_delay
 from .rules import Rule, Rulebook, Step, names_for
+from .throttle import Decision, Verdict, Window, group_key
+from .throttle import decide as throttle_decide
 
 log = structlog.get_logger("nethook.dispatcher")
 
@@ -61,6 +63,7 @@ async def run_action(ctx: ActionContext, step: Step, args: Any, timeout: float) 
             time.monotonic() - started,
             result.transient,
             result.artifacts,
+            result.retry_after,
         )
     except TimeoutError:
         err: Exception = ActionTimeout(f"{step.action} timed out after {timeout:g}s")
@@ -79,6 +82,7 @@ async def run_action(ctx: ActionContext, step: Step, args: Any, timeout: float) 
         error=str(err),
         elapsed=time.monotonic() - started,
         transient=isinstance(err, TransientError),
+        retry_after=err.retry_after if isinstance(err, TransientError) else None,
     )
 
 
@@ -93,12 +97,14 @@ class Dispatcher:
         http: httpx.AsyncClient,
         owner: str | None = None,
         inventory: Callable[[], Any] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.config = config
         self.cfg = config.dispatcher
         self.rulebook = rulebook
         self.inventory = inventory or (lambda: None)
+        self.clock = clock
         self.http = http
         self.owner = owner or worker_id()
         self.lease = config.store.lease_seconds
@@ -182,6 +188,29 @@ class Dispatcher:
     def _forget_task(self, task: asyncio.Task[None]) -> None:
         self._inflight.pop(task.get_name().removeprefix("event-"), None)
 
+    async def _gate(self, event: Event, rule: Rule, book: Rulebook, inventory: Any) -> Decision:
+        policy = rule.policy
+        assert policy is not None
+        key = group_key(rule.name, policy, names_for(event, book.variables, inventory))
+        clock = self.clock
+
+        def decide(state: Any | None) -> tuple[dict[str, Any], Any | None]:
+            decision, window = throttle_decide(policy, Window.from_dict(state), event.id, clock())
+            return decision.as_dict(), window.as_dict() if window is not None else None
+
+        return Decision.from_dict(
+            await self.store.gate(event.id, f"{rule.name}#gate", rule.name, key, decide)
+        )
+
+    async def _views(self, ids: tuple[str, ...], limit: int = 100) -> list[dict[str, Any]]:
+        """The collected events of a window, as templates see events (at most ``limit``)."""
+        out = []
+        for eid in ids[:limit]:
+            ev = await self.store.get_event(eid)
+            if ev is not None:
+                out.append(ev.template_view())
+        return out
+
     async def _still_ours(self, event_id: str) -> bool:
         """Renew one lease between steps: False when another worker holds the event now."""
         return event_id in await self.store.renew(self.owner, [event_id], self.lease)
@@ -256,10 +285,14 @@ class Dispatcher:
         results: dict[str, Any],
         elog: Any,
     ) -> Outcome:
+        suppressed = 0
         for rule in rules:
             status, error, delay = await self._run_rule(
                 event, rule, book, inventory, done, tries, results, elog
             )
+            if status is EventStatus.SUPPRESSED:
+                suppressed += 1
+                continue
             if status is EventStatus.RUNNING:
                 elog.warning("event.lease_lost", rule=rule.name)
                 return Outcome(event.id, EventStatus.RUNNING, results, error)
@@ -272,6 +305,10 @@ class Dispatcher:
                 await self.store.finish(event.id, self.owner, EventStatus.DEAD, error)
                 elog.warning("event.dead", rule=rule.name, error=error)
                 return Outcome(event.id, EventStatus.DEAD, results, error)
+        if rules and suppressed == len(rules):
+            await self.store.finish(event.id, self.owner, EventStatus.SUPPRESSED)
+            elog.info("event.suppressed", rules=[r.name for r in rules])
+            return Outcome(event.id, EventStatus.SUPPRESSED, results)
         await self.store.finish(event.id, self.owner, EventStatus.SUCCEEDED)
         elog.info("event.succeeded", rules=[r.name for r in rules])
         return Outcome(event.id, EventStatus.SUCCEEDED, results)
@@ -290,8 +327,26 @@ class Dispatcher:
         results: dict[str, Any] = {}
         all_results[rule.name] = results
         ran_any = self._ran_any.setdefault(event.id, [False])
+        throttle: dict[str, Any] | None = None
+        if rule.policy is not None:
+            decision = await self._gate(event, rule, book, inventory)
+            if decision.verdict is Verdict.SUPPRESS:
+                all_results[rule.name] = {"suppressed": decision.reason}
+                return EventStatus.SUPPRESSED, decision.reason, None
+            if decision.verdict is Verdict.DEFER:
+                assert decision.due is not None
+                return (
+                    EventStatus.QUEUED,
+                    f"{rule.name}: {decision.reason}",
+                    max(0.0, decision.due - self.clock()),
+                )
+            throttle = {
+                "reason": decision.reason,
+                "count": len(decision.events),
+                "events": await self._views(decision.events),
+            }
         for step in rule.steps:
-            names = names_for(event, book.variables, inventory, results)
+            names = names_for(event, book.variables, inventory, results, throttle)
             slot = step.label or str(step.index)
             if step.key in done:
                 results[slot] = done[step.key]
@@ -353,6 +408,9 @@ class Dispatcher:
             max_attempts = (step.retries + 1) if step.retries is not None else self.cfg.max_attempts
             if result.transient and attempt < max_attempts:
                 delay = backoff_delay(attempt, self.cfg.backoff_base, self.cfg.backoff_max)
+                if result.retry_after is not None:
+                    # The peer said when to come back (429/503 Retry-After): not sooner.
+                    delay = max(delay, min(result.retry_after, self.cfg.backoff_max))
                 return EventStatus.QUEUED, f"{step.key}: {result.error}", delay
             why = "" if not result.transient else f" (gave up after {attempt} attempts)"
             return EventStatus.DEAD, f"{step.key}: {result.error}{why}", None

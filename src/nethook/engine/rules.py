@@ -10,6 +10,7 @@ from ..config import RuleConfig
 from ..events import Event
 from ..exceptions import ConfigError
 from .templates import Expression, compile_expression, compile_tree, render_tree
+from .throttle import Policy, compile_policy
 
 # Checks an action name and its argument keys at load; returns an error text or None.
 ActionChecker = Callable[[str, Mapping[str, Any]], str | None]
@@ -40,6 +41,8 @@ class Rule:
     when: Expression | None
     steps: tuple[Step, ...]
     stop: bool = False
+    policy: Policy | None = None
+    allow_config: bool = False
     config: RuleConfig | None = field(default=None, compare=False)
 
     def selects(self, event: Event) -> bool:
@@ -64,13 +67,15 @@ def names_for(
     variables: Mapping[str, Any],
     inventory: Any = None,
     results: Mapping[str, Any] | None = None,
+    throttle: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The names templates see: ``event``, ``vars``, ``inventory``, ``results``."""
+    """The names templates see: ``event``, ``vars``, ``inventory``, ``results``, ``throttle``."""
     return {
         "event": event.template_view(),
         "vars": variables,
         "inventory": inventory if inventory is not None else {},
         "results": results if results is not None else {},
+        "throttle": throttle if throttle is not None else {},
     }
 
 
@@ -212,9 +217,16 @@ def _compile_rule(i: int, rc: RuleConfig, where: str, check: ActionChecker | Non
             errors.extend(exc.errors)
         except (TypeError, ValueError) as exc:
             errors.append(f"{step_where}: {exc}")
+    policy = None
+    try:
+        policy = compile_policy(rc.throttle, rc.accumulate, where)
+    except ConfigError as exc:
+        errors.extend(exc.errors)
     if errors:
         raise ConfigError(errors)
     return Rule(
+        policy=policy,
+        allow_config=rc.allow_config,
         index=i,
         name=rc.name,
         types=_as_set(rc.on.type),

@@ -19,7 +19,7 @@ from fastapi.responses import Response
 from starlette.routing import Match, Route
 
 from .. import metrics
-from ..events import AppendResult
+from ..events import AppendResult, EventStatus
 from ..exceptions import AuthError, RequestRejected, StoreUnavailable
 from ..security.limits import client_address, in_networks, retry_after_header
 from ..security.verifiers import NOT_PARSED
@@ -257,7 +257,7 @@ async def _reply(
     wait = _wait_seconds(src, request)
     if wait and service.dispatcher is not None and len(fresh) == 1:
         outcome = await service.wait_outcome(fresh[0].id, wait)
-        if outcome is not None:
+        if outcome is not None and outcome.status is not EventStatus.QUEUED:
             return json_response(
                 200,
                 {

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -87,6 +88,22 @@ class Store(ABC):
     @abstractmethod
     async def add_artifact(self, artifact: Artifact) -> int:
         """Record an artifact file written under the data directory."""
+
+    @abstractmethod
+    async def gate(
+        self,
+        event_id: str,
+        step: str,
+        rule: str,
+        key: str,
+        decide: Callable[[Any | None], tuple[dict[str, Any], Any | None]],
+    ) -> dict[str, Any]:
+        """Storm control, atomically: the decision already recorded for ``(event_id, step)``,
+        or else read the group state under ``key``, call ``decide(state)`` -> (decision,
+        new state or None to delete), store both, and record a "run" or "suppress"
+        decision as the step's run. One transaction (or row lock): concurrent events of a
+        group, restarts and other nodes all see one history.
+        """
 
     @abstractmethod
     async def get_event(self, event_id: str) -> Event | None: ...

@@ -368,6 +368,53 @@ class SQLiteStore(Store):
         result: int = await self._write(lambda c: c.execute(sql, params).lastrowid)
         return result
 
+    async def gate(
+        self,
+        event_id: str,
+        step: str,
+        rule: str,
+        key: str,
+        decide: Callable[[Any | None], tuple[dict[str, Any], Any | None]],
+    ) -> dict[str, Any]:
+        q = self.q
+
+        def op(conn: sqlite3.Connection) -> dict[str, Any]:
+            row = conn.execute(q["gate_recorded"], {"event_id": event_id, "step": step}).fetchone()
+            if row is not None:
+                recorded: dict[str, Any] = orjson.loads(row["output"])
+                return recorded
+            now = time.time()
+            ns = {"namespace": "throttle", "key": key, "now": now}
+            current = conn.execute(q["kv_get"], ns).fetchone()
+            decision, state = decide(orjson.loads(current[0]) if current else None)
+            if state is None:
+                conn.execute(q["kv_delete"], ns)
+            else:
+                conn.execute(q["kv_set"], {**ns, "value": _dumps(state), "expires_at": None})
+            verdict = decision.get("verdict")
+            if verdict in ("run", "suppress"):
+                status = RunStatus.SUCCEEDED if verdict == "run" else RunStatus.SUPPRESSED
+                conn.execute(
+                    q["insert_run"],
+                    {
+                        "event_id": event_id,
+                        "step": step,
+                        "rule": rule,
+                        "action": "throttle",
+                        "attempt": 1,
+                        "status": str(status),
+                        "started_at": now,
+                        "finished_at": now,
+                        "output": _dumps(decision),
+                        "error": None,
+                        "transient": 0,
+                    },
+                )
+            return decision
+
+        result: dict[str, Any] = await self._write(op)
+        return result
+
     async def get_event(self, event_id: str) -> Event | None:
         sql = self.q["get_event"]
         row = await self._read(lambda c: c.execute(sql, {"id": event_id}).fetchone())

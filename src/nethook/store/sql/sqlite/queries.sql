@@ -88,3 +88,8 @@ DELETE FROM kv WHERE namespace = :namespace AND key = :key;
 
 -- name: purge_before
 DELETE FROM events WHERE received_at < :before AND status NOT IN ('queued', 'running');
+
+-- name: gate_recorded
+SELECT status, output FROM action_runs
+ WHERE event_id = :event_id AND step = :step AND status IN ('succeeded', 'suppressed')
+ LIMIT 1;
