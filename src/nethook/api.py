@@ -139,3 +139,29 @@ def _artifact_path(data_dir: Path, stored: str) -> Path | None:
     root = (data_dir / "artifacts").resolve()
     path = Path(stored).resolve()
     return path if root in path.parents and path.is_file() else None
+
+
+@router.post("/reload", summary="Re-read the config file and swap rules atomically")
+async def reload_config(request: Request) -> Response:
+    from .exceptions import ConfigError
+
+    service = _service(request)
+    try:
+        runtime = service.reload_from_file()
+    except ConfigError as exc:
+        return json_response(
+            409 if service.config_path is None else 400,
+            {
+                "error": "reload_refused",
+                "detail": "the running configuration was kept",
+                "errors": exc.errors,
+            },
+        )
+    return json_response(
+        200,
+        {
+            "status": "reloaded",
+            "sources": sorted(runtime.sources),
+            "rules": len(runtime.rulebook.rules),
+        },
+    )

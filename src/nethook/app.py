@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 import structlog
 from fastapi import FastAPI, Request
@@ -17,10 +18,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import __version__
 from .config import Config
-from .engine.dispatcher import Dispatcher, Outcome
 from .exceptions import RequestRejected, StoreUnavailable
 from .ingress import http as ingress_http
 from .runtime import Runtime
+from .service import Service
 from .store import Store, open_store
 
 log = structlog.get_logger("nethook.app")
@@ -39,52 +40,6 @@ _STATUS_CODES = {
     500: "internal",
     503: "unavailable",
 }
-
-
-class Service:
-    """The running service: the current runtime (swappable on reload), store, dispatcher."""
-
-    def __init__(self, runtime: Runtime, store: Store, workers: int = 1) -> None:
-        self.runtime = runtime
-        self.store = store
-        self.workers = workers
-        self.dispatcher: Dispatcher | None = None
-        self.http: httpx.AsyncClient | None = None
-
-    @property
-    def config(self) -> Config:
-        return self.runtime.config
-
-    async def start(self) -> None:
-        await self.store.open()
-        self.http = httpx.AsyncClient(follow_redirects=False)
-        if self.workers > 0:
-            self.dispatcher = Dispatcher(
-                self.store, self.config, lambda: self.runtime.rulebook, self.http
-            )
-            self.dispatcher.cfg = self.config.dispatcher.model_copy(
-                update={"concurrency": self.config.dispatcher.concurrency * self.workers}
-            )
-            self.dispatcher.start()
-
-    async def stop(self) -> None:
-        if self.dispatcher is not None:
-            await self.dispatcher.stop()
-        if self.http is not None:
-            await self.http.aclose()
-        await self.store.close()
-
-    async def wait_outcome(self, event_id: str, timeout: float) -> Outcome | None:
-        """Wait up to ``timeout`` for this node's dispatcher to finish an event."""
-        if self.dispatcher is None:
-            return None
-        fut = self.dispatcher.wait_for(event_id)
-        try:
-            return await asyncio.wait_for(asyncio.shield(fut), timeout)
-        except TimeoutError:
-            return None
-        finally:
-            self.dispatcher.forget(event_id, fut)
 
 
 class HeaderLimit:
@@ -164,14 +119,25 @@ def install_error_handlers(app: FastAPI) -> None:
         return ingress_http.json_response(500, error_body("internal", "internal error"))
 
 
-def create_app(config: Config, *, workers: int = 1, store: Store | None = None) -> FastAPI:
-    """Build the app for ``config``. ``workers=0`` serves ingress only (no dispatcher)."""
+def create_app(
+    config: Config, *, workers: int = 1, store: Store | None = None, config_path: Path | None = None
+) -> FastAPI:
+    """Build the app for ``config``. ``workers=0`` serves ingress only (no dispatcher).
+
+    With ``config_path``, SIGHUP and ``POST /api/reload`` re-read that file.
+    """
     runtime = Runtime.build(config)
     service = Service(runtime, store or open_store(config.store), workers)
+    service.config_path = config_path
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await service.start()
+        if config_path is not None:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                asyncio.get_running_loop().add_signal_handler(
+                    signal.SIGHUP, lambda: service.reload_from_file(log_errors=True)
+                )
         log.info(
             "service.started",
             sources=sorted(runtime.sources),

@@ -98,7 +98,7 @@ def serve(
     cfg = cfg.model_copy(update={"server": server_cfg})
     logs.configure(cfg.logging, log_format)
     try:
-        application = create_app(cfg, workers=0 if no_workers else workers)
+        application = create_app(cfg, workers=0 if no_workers else workers, config_path=config)
     except ConfigError as exc:
         err.print("[red]config error:[/red]")
         for line in exc.errors:
@@ -148,14 +148,15 @@ def serve(
 @app.command()
 def worker(
     config: ConfigOpt = None,
+    workers: Annotated[
+        int, typer.Option(envvar="NETHOOK_WORKERS", help="Dispatcher slots multiplier.")
+    ] = 1,
     log_format: Annotated[str | None, typer.Option(envvar="NETHOOK_LOG_FORMAT")] = None,
 ) -> None:
     """Run a dispatcher only (no HTTP): claims and processes events from the store."""
-    import httpx
-
     from . import logs
-    from .engine.dispatcher import Dispatcher
     from .runtime import Runtime
+    from .service import Service
     from .store import open_store
 
     cfg = _load(config)
@@ -168,21 +169,136 @@ def worker(
         raise typer.Exit(2) from None
 
     async def main() -> None:
-        store = open_store(cfg.store)
-        await store.open()
+        service = Service(runtime, open_store(cfg.store), workers=max(1, workers), ingress=False)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        async with httpx.AsyncClient() as client:
-            disp = Dispatcher(store, cfg, lambda: runtime.rulebook, client)
-            disp.start()
-            console.print(f"nethook worker {disp.owner} running (store: {cfg.store.url})")
-            await stop.wait()
-            await disp.stop()
-        await store.close()
+        if config is not None:
+            loop.add_signal_handler(signal.SIGHUP, lambda: _reload(service, config))
+        await service.start()
+        assert service.dispatcher is not None
+        console.print(f"nethook worker {service.dispatcher.owner} running (store: {cfg.store.url})")
+        await stop.wait()
+        await service.stop()
 
     asyncio.run(main())
+
+
+def _reload(service: Any, path: Path) -> None:
+    """Re-read the config file and swap rules; a bad file keeps the running config."""
+    import structlog
+
+    rlog = structlog.get_logger("nethook.reload")
+    try:
+        service.reload(config_mod.load(path))
+    except ConfigError as exc:
+        rlog.error("reload.refused", errors=exc.errors, config=str(path))
+
+
+@app.command()
+def reload(
+    config: ConfigOpt = None,
+    url: Annotated[
+        str | None, typer.Option(envvar="NETHOOK_URL", help="Server URL (default from the config).")
+    ] = None,
+    token: Annotated[str | None, typer.Option(envvar="NETHOOK_ADMIN_TOKEN")] = None,
+) -> None:
+    """Ask a running server to re-read its config file (same as SIGHUP)."""
+    import httpx
+
+    cfg = _load(config)
+    scheme = "https" if cfg.server.tls else "http"
+    host = "127.0.0.1" if cfg.server.host in ("0.0.0.0", "::") else cfg.server.host
+    base = url or f"{scheme}://{host}:{cfg.server.port}"
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        resp = httpx.post(f"{base}/api/reload", headers=headers, timeout=30, verify=False)
+    except httpx.HTTPError as exc:
+        err.print(f"[red]cannot reach {base}:[/red] {exc}")
+        raise typer.Exit(1) from None
+    body = (
+        resp.json() if resp.headers.get("content-type", "").startswith("application/json") else {}
+    )
+    if resp.status_code == 200:
+        console.print(f"reloaded: {body.get('rules')} rules, sources {body.get('sources')}")
+        return
+    err.print(f"[red]reload refused ({resp.status_code}):[/red] {body.get('detail', resp.text)}")
+    for line in body.get("errors", []):
+        err.print(f"  - {line}")
+    raise typer.Exit(2)
+
+
+rules_app = typer.Typer(
+    help="Try rules against an event without running anything.", no_args_is_help=True
+)
+app.add_typer(rules_app, name="rules")
+
+
+@rules_app.command("test")
+def rules_test(
+    event_file: Annotated[Path, typer.Argument(help="Event JSON: an envelope or a stored event.")],
+    config: ConfigOpt = None,
+    source: Annotated[str, typer.Option(help="Source name the event arrives on.")] = "default",
+) -> None:
+    """Show which rules match EVENT_FILE, why the others do not, and the rendered actions."""
+    import time as _time
+
+    from .engine.rules import names_for
+    from .events import Event, EventStatus
+    from .exceptions import PermanentError
+    from .runtime import Runtime
+
+    cfg = _load(config)
+    try:
+        runtime = Runtime.build(cfg)
+        raw = orjson.loads(
+            sys.stdin.buffer.read() if str(event_file) == "-" else event_file.read_bytes()
+        )
+    except ConfigError as exc:
+        for line in exc.errors:
+            err.print(f"  - {line}")
+        raise typer.Exit(2) from None
+    except (OSError, orjson.JSONDecodeError) as exc:
+        err.print(f"[red]cannot read {event_file}:[/red] {exc}")
+        raise typer.Exit(2) from None
+    if not isinstance(raw, dict):
+        err.print("the event must be a JSON object")
+        raise typer.Exit(2)
+    event = Event(
+        id=str(raw.get("id") or "test-event"),
+        source=str(raw.get("source_name") or source),
+        type=str(raw.get("type") or raw.get("event") or "webhook"),
+        timestamp=str(raw.get("timestamp") or ""),
+        received_at=_time.time(),
+        data=raw.get("data", {}),
+        meta=raw.get("meta") or {},
+        status=EventStatus.RUNNING,
+    )
+    console.print(f"event type [bold]{event.type}[/bold] from source [bold]{event.source}[/bold]")
+    matched = 0
+    for verdict in runtime.rulebook.explain(event):
+        rule = verdict.rule
+        if not verdict.matched:
+            console.print(f"  [red]no[/red]   {rule.name}: {verdict.reason}")
+            continue
+        matched += 1
+        extra = (
+            f" (storm control: {rule.policy.mode.value} {rule.policy.window:g}s)"
+            if rule.policy
+            else ""
+        )
+        console.print(f"  [green]yes[/green]  {rule.name}{extra}")
+        names = names_for(event, runtime.rulebook.variables)
+        for step in rule.steps:
+            try:
+                args = step.render(names)
+                rendered = orjson.dumps(args, default=str).decode()
+            except PermanentError as exc:
+                rendered = f"[red]render error: {exc}[/red]"
+            cond = f" when {step.when.source}" if step.when else ""
+            console.print(f"         {step.index}. {step.action}{cond}: {rendered}")
+    console.print(f"{matched} of {len(runtime.rulebook.rules)} rules match; nothing was run.")
 
 
 STARTER = """\

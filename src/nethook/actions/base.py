@@ -65,6 +65,8 @@ class ActionContext:
     log: structlog.typing.FilteringBoundLogger
     results: dict[str, Any] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)
+    #: The rule set ``allow_config: true`` (actions that change devices require it).
+    allow_config: bool = False
 
 
 class Action(ABC):
@@ -87,6 +89,14 @@ _BUILTIN: dict[str, str] = {
     "http": "nethook.actions.http:HttpAction",
     "joke": "nethook.actions.apis:JokeAction",
     "card_draw": "nethook.actions.apis:CardDrawAction",
+    "emit": "nethook.actions.emit:EmitAction",
+    "notify": "nethook.actions.notify:NotifyAction",
+    "device.command": "nethook.actions.device:CommandAction",
+    "device.backup": "nethook.actions.device:BackupAction",
+    "device.configure": "nethook.actions.device:ConfigureAction",
+    "restconf.get": "nethook.actions.restconf:RestconfGetAction",
+    "netconf.get": "nethook.actions.netconf:NetconfGetAction",
+    "netconf.get_config": "nethook.actions.netconf:NetconfGetConfigAction",
 }
 
 REGISTRY: dict[str, Action] = {}

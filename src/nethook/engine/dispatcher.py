@@ -98,6 +98,7 @@ class Dispatcher:
         owner: str | None = None,
         inventory: Callable[[], Any] | None = None,
         clock: Callable[[], float] = time.time,
+        extras: dict[str, Any] | None = None,
     ) -> None:
         self.store = store
         self.config = config
@@ -105,6 +106,7 @@ class Dispatcher:
         self.rulebook = rulebook
         self.inventory = inventory or (lambda: None)
         self.clock = clock
+        self.extras = extras if extras is not None else {}
         self.http = http
         self.owner = owner or worker_id()
         self.lease = config.store.lease_seconds
@@ -370,6 +372,8 @@ class Dispatcher:
                 http=self.http,
                 log=elog.bind(rule=rule.name, action=step.action),
                 results=results,
+                extras=self.extras,
+                allow_config=rule.allow_config,
             )
             started = time.time()
             try:
