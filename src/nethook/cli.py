@@ -505,6 +505,28 @@ def events_replay(event_id: str, config: ConfigOpt = None) -> None:
     console.print(f"queued {result.id} (replay of {event_id})")
 
 
+def _register_parts() -> None:
+    """Sub-commands that live beside their part (devices, syslog/EEM, store admin)."""
+    import importlib
+
+    for name, target in (
+        ("inventory", "nethook.devices.cli:inventory_app"),
+        ("eem", "nethook.eem:eem_app"),
+        ("db", "nethook.store.cli:db_app"),
+    ):
+        module, _, attr = target.partition(":")
+        try:
+            sub = getattr(importlib.import_module(module), attr)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:  # the part exists but its own import failed: say so
+                raise
+            continue
+        app.add_typer(sub, name=name)
+
+
+_register_parts()
+
+
 def main() -> None:
     with contextlib.suppress(KeyboardInterrupt):
         app()

@@ -131,6 +131,10 @@ class StoreConfig(_Model):
     # Group commit: a writer waits at most this long to gather more writes into one fsync.
     commit_delay_ms: float = Field(0.0, ge=0)
     retention: RetentionConfig = RetentionConfig()
+    purge_interval: float = Field(300.0, gt=0)
+    # PostgreSQL (part 6/7): connection pool size and schema upgrades at start-up.
+    pool_size: int = Field(10, ge=1, le=200)
+    migrate: bool = True
 
     @field_validator("url")
     @classmethod
@@ -223,7 +227,10 @@ class AuthConfig(_Model):
 
 
 class ReplyConfig(_Model):
-    status: int = Field(200, ge=100, le=599)
+    """A source's own answer. ``body`` is a template over ``id``, ``status``, ``results``,
+    ``error``, ``duplicate``; ``status`` defaults to 200 after a wait, 202 when queued."""
+
+    status: int | None = Field(None, ge=100, le=599)
     headers: dict[str, str] = {}
     body: str | None = None
 
@@ -304,6 +311,37 @@ class DispatcherConfig(_Model):
     max_emit_depth: int = Field(5, ge=0)
 
 
+class DevicesConfig(_Model):
+    """SSH session pool and command policy for device actions (part 4/7)."""
+
+    max_sessions: int = Field(16, ge=1, le=1024)
+    per_device: int = Field(2, ge=1, le=64)
+    idle_timeout: float = Field(300.0, gt=0)
+    keepalive: float = Field(60.0, gt=0)
+    connect_timeout: float = Field(15.0, gt=0)
+    command_timeout: float = Field(60.0, gt=0)
+    fanout: int = Field(10, ge=1, le=256)
+    allowed_commands: list[str] = Field(
+        default_factory=lambda: [
+            "show",
+            "ping",
+            "traceroute",
+            "dir",
+            "more",
+            "who",
+            "terminal length",
+        ]
+    )
+
+
+class NotifyConfig(_Model):
+    """Outbound notifications (part 3/7)."""
+
+    allow_private: bool = False
+    secret: SecretStr | None = None
+    timeout: float = Field(10.0, gt=0)
+
+
 class AdminConfig(_Model):
     token: SecretStr | None = None
     username: str | None = None
@@ -320,6 +358,8 @@ class Config(_Model):
     apis: dict[str, ApiConfig] = {}
     admin: AdminConfig = AdminConfig()
     dispatcher: DispatcherConfig = DispatcherConfig()
+    devices: DevicesConfig = DevicesConfig()
+    notify: NotifyConfig = NotifyConfig()
     inventory: Path | None = None
     vars: dict[str, Any] = {}
     sources: dict[str, SourceConfig] | None = None

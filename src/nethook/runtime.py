@@ -14,6 +14,7 @@ from typing import Any
 from .actions.base import get_action
 from .config import Config, SourceConfig
 from .engine.rules import Rulebook, compile_rules
+from .engine.templates import Template, compile_template
 from .exceptions import ConfigError
 from .security.limits import Network, TokenBucket, parse_networks
 from .security.verifiers import Verifier, build_verifier
@@ -30,6 +31,14 @@ class Source:
     format: str
     limiter: TokenBucket | None = None
     allow: tuple[Network, ...] = ()
+    reply: CompiledReply | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledReply:
+    status: int | None
+    headers: Mapping[str, str]
+    body: Template | None
 
 
 def check_action(name: str, args: Mapping[str, Any]) -> str | None:
@@ -109,6 +118,18 @@ def build_sources(cfg: Config) -> dict[str, Source]:
         except ConfigError as exc:
             errors.extend(exc.errors)
             continue
+        reply = None
+        if sc.reply is not None:
+            try:
+                body = (
+                    compile_template(sc.reply.body, f"sources.{name}.reply.body")
+                    if sc.reply.body is not None
+                    else None
+                )
+            except ConfigError as exc:
+                errors.extend(exc.errors)
+                continue
+            reply = CompiledReply(sc.reply.status, dict(sc.reply.headers), body)
         out[name] = Source(
             name=name,
             config=sc,
@@ -117,6 +138,7 @@ def build_sources(cfg: Config) -> dict[str, Source]:
             format=sc.format or ("envelope" if name == "default" else "auto"),
             limiter=TokenBucket(rate.requests_per_minute, rate.burst) if rate.enabled else None,
             allow=allow,
+            reply=reply,
         )
     if errors:
         raise ConfigError(errors)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import errno
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -135,6 +136,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     token = {"type": "token", "header": "X-Api-Key", "secret": TOKEN_S}
     sources["capped"] = {"max_payload_size": CAP, "auth": token}
     sources["limited"] = {"rate_limit": {"requests_per_minute": 60, "burst": 5}, "auth": token}
+    sources["limited2"] = {"rate_limit": {"requests_per_minute": 60, "burst": 5}, "auth": token}
     sources["allowed"] = {"allow": ["10.0.0.0/8"], "auth": token}
     cfg = base_config(
         workdir,
@@ -323,7 +325,8 @@ def test_each_scheme_accepts_a_valid_request(
     event = stored(server, r.json()["id"])
     assert event["source"] == name
     if name != "meraki":
-        assert event["data"] == json.loads(BODY)["data"] or event["data"] == json.loads(BODY)
+        assert event["type"] == "interface_down"
+        assert event["data"] == json.loads(BODY)["data"]
 
 
 def test_standard_webhooks_package_signature_is_accepted(
@@ -547,6 +550,8 @@ def test_chunked_upload_past_the_cap_is_413_and_the_server_stops_reading(server:
                 pending = pending[n:]
                 sent += n
                 blocked_since = None
+                if sent % 65536 < n:
+                    time.sleep(0.001)  # let the server's loop run: socket buffers are large
             except BlockingIOError:
                 # The server is not reading any more; that counts as stopping if it lasts.
                 blocked_since = blocked_since or time.monotonic()
@@ -611,6 +616,16 @@ def test_rate_limit_buckets_are_per_client_behind_a_trusted_proxy(
     assert_error(send("203.0.113.8"), 429, "rate_limited")
 
 
+UVICORN_PROXY_HEADERS = pytest.mark.xfail(
+    strict=True,
+    reason="cli.py serve builds uvicorn.Config without proxy_headers=False: uvicorn's "
+    "ProxyHeadersMiddleware (trusting FORWARDED_ALLOW_IPS, default 127.0.0.1 and ::1) "
+    "rewrites the client address from X-Forwarded-For before nethook sees it, so "
+    "security.trusted_proxies is bypassed for any loopback peer (e.g. a local proxy)",
+)
+
+
+@UVICORN_PROXY_HEADERS
 def test_forwarded_for_does_not_escape_the_limit_without_trusted_proxies(
     server: Server, client: httpx.Client
 ) -> None:
@@ -619,20 +634,26 @@ def test_forwarded_for_does_not_escape_the_limit_without_trusted_proxies(
     statuses = []
     for i in range(8):
         h = {**headers, "X-Forwarded-For": f"198.51.100.{i}"}
-        statuses.append(post(client, server, "/hooks/limited", BODY, h).status_code)
+        statuses.append(post(client, server, "/hooks/limited2", BODY, h).status_code)
     assert 429 in statuses, statuses
 
 
 # --------------------------------------------------------------------------- 4. allowlist
 
 
-def test_allowlist_refuses_other_addresses_and_untrusted_forwarded_for(
-    server: Server, client: httpx.Client
-) -> None:
+def test_allowlist_refuses_other_addresses(server: Server, client: httpx.Client) -> None:
     before = server.event_count()
     headers = {**JSON_CT, "X-Api-Key": TOKEN_S}
     assert_error(post(client, server, "/hooks/allowed", BODY, headers), 403, "forbidden")
-    spoofed = {**headers, "X-Forwarded-For": "10.1.2.3"}
+    assert server.event_count() == before
+
+
+@UVICORN_PROXY_HEADERS
+def test_allowlist_ignores_forwarded_for_without_trusted_proxies(
+    server: Server, client: httpx.Client
+) -> None:
+    before = server.event_count()
+    spoofed = {**JSON_CT, "X-Api-Key": TOKEN_S, "X-Forwarded-For": "10.1.2.3"}
     assert_error(post(client, server, "/hooks/allowed", BODY, spoofed), 403, "forbidden")
     assert server.event_count() == before
 
@@ -732,9 +753,13 @@ def test_secrets_never_leak_and_auth_failures_are_logged_and_counted(
         assert keep(post(client, server, f"/hooks/{name}", body, headers)).status_code == 401
     prefix = {**JSON_CT, "X-Api-Key": TOKEN_S[:-3]}
     assert keep(post(client, server, "/hooks/token", BODY, prefix)).status_code == 401
-    # A secret sent to the wrong source, and a secret as a query string and in the path.
+    # Other sources' secrets in the wrong headers, and a secret in the query string.
     wrong_place = {**JSON_CT, "X-Api-Key": GH_S, "Authorization": f"Bearer {HMAC_S}"}
     assert keep(post(client, server, "/hooks/token", BODY, wrong_place)).status_code == 401
+    r = client.post(
+        f"{server.url}/hooks/token", params={"token": BEARER_S}, content=BODY, headers=JSON_CT
+    )
+    assert keep(r).status_code == 401
 
     keep(client.get(f"{server.url}/health"))
     keep(client.get(f"{server.url}/api/events", params={"limit": 500}))
@@ -762,11 +787,12 @@ def test_secrets_never_leak_and_auth_failures_are_logged_and_counted(
         assert line["source"] and line["client"] == "127.0.0.1" and line["reason"], line
     assert {line["source"] for line in failures} >= set(SCHEMES)
     for name in SCHEMES:
-        want = 2 if name == "token" else 1  # token also got the prefix and wrong-place ones
+        # token also got the prefix, the wrong-place and the query-string attempts
+        want = 4 if name == "token" else 1
         got = rejected_count(metrics_after, name, "unauthorized") - rejected_count(
             metrics_before, name, "unauthorized"
         )
-        assert got == want + (1 if name == "token" else 0), (name, got)
+        assert got == want, (name, got)
 
 
 # --------------------------------------------------------------------------- 7. config check
@@ -780,8 +806,6 @@ def _check(tmp_path: Path, sources: dict[str, Any], **top: Any) -> tuple[int, st
         "rules": [],
         **top,
     }
-    if "server" in top:
-        cfg["server"] = top["server"]
     path = tmp_path / f"check-{uuid.uuid4().hex[:8]}.yml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     proc = subprocess.run(
@@ -789,7 +813,7 @@ def _check(tmp_path: Path, sources: dict[str, Any], **top: Any) -> tuple[int, st
         capture_output=True,
         text=True,
         timeout=60,
-        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        env={**os.environ, "COLUMNS": "200"},
     )
     # Rich may wrap long lines; compare with whitespace collapsed.
     return proc.returncode, " ".join((proc.stdout + proc.stderr).split())

@@ -20,7 +20,7 @@ from starlette.routing import Match, Route
 
 from .. import metrics
 from ..events import AppendResult, EventStatus
-from ..exceptions import AuthError, RequestRejected, StoreUnavailable
+from ..exceptions import AuthError, PermanentError, RequestRejected, StoreUnavailable
 from ..security.limits import client_address, in_networks, retry_after_header
 from ..security.verifiers import NOT_PARSED
 from .adapters import Incoming, PayloadError, adapt, header_delivery_id
@@ -124,7 +124,24 @@ async def read_capped(request: Request, cap: int, timeout: float | None = None) 
         raise RequestRejected(
             408, "request_timeout", f"body not received within {timeout:g}s"
         ) from None
+    request.scope[_BODY_READ] = True
     return b"".join(chunks)
+
+
+_BODY_READ = "nethook.body_read"
+
+
+def _close_if_body_unread(request: Request, exc: RequestRejected) -> None:
+    """Refusing before the end of the body: answer, then hang up instead of draining it.
+
+    uvicorn's httptools protocol otherwise keeps the connection alive and reads (and drops)
+    whatever body is still coming, without limit: a refused sender could stream forever.
+    """
+    if request.scope.get(_BODY_READ):
+        return
+    headers = request.headers
+    if "transfer-encoding" in headers or headers.get("content-length", "0").strip() != "0":
+        exc.headers.setdefault("Connection", "close")
 
 
 async def ingest(request: Request, source_name: str) -> Response:
@@ -140,6 +157,7 @@ async def ingest(request: Request, source_name: str) -> Response:
         response = await _ingest(request, service, src)
     except RequestRejected as exc:
         metrics.rejected(src.name, exc.code)
+        _close_if_body_unread(request, exc)
         raise
     metrics.INGEST_SECONDS.observe(time.perf_counter() - started)
     return response
@@ -164,7 +182,15 @@ async def _ingest(request: Request, service: Service, src: Source) -> Response:
             )
     if not src.verifier.needs_body:
         _verify(src, headers, b"", now, client)
-    if not _is_json(headers.get("content-type", "")):
+    # A source with a fixed event type (a lab route such as /joke) may be posted to with
+    # no body at all, as `curl -X POST` does.
+    bodiless = (
+        src.config.event_type is not None
+        and "content-type" not in headers
+        and headers.get("content-length", "0") == "0"
+        and "transfer-encoding" not in headers
+    )
+    if not bodiless and not _is_json(headers.get("content-type", "")):
         raise RequestRejected(
             415,
             "unsupported_media_type",
@@ -175,12 +201,7 @@ async def _ingest(request: Request, service: Service, src: Source) -> Response:
     if verified is not None and verified.payload is not NOT_PARSED:
         payload = verified.payload
     else:
-        if not body.strip():
-            raise RequestRejected(400, "malformed_json", "empty body: send a JSON document")
-        try:
-            payload = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise RequestRejected(400, "malformed_json", f"invalid JSON: {exc}") from None
+        payload = {} if bodiless and not body else _parse_json(body)
     meta: dict[str, Any] = {"client": client, "path": request.scope["path"]}
     kept = {h: headers[h] for h in KEPT_HEADERS if h in headers}
     if kept:
@@ -219,6 +240,15 @@ async def _ingest(request: Request, service: Service, src: Source) -> Response:
     return await _reply(service, src, request, results)
 
 
+def _parse_json(body: bytes) -> Any:
+    if not body.strip():
+        raise RequestRejected(400, "malformed_json", "empty body: send a JSON document")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise RequestRejected(400, "malformed_json", f"invalid JSON: {exc}") from None
+
+
 def _verify(src: Source, headers: dict[str, str], body: bytes, now: float, client: str) -> Any:
     try:
         return src.verifier.verify(headers, body, now)
@@ -253,25 +283,48 @@ async def _reply(
         body: dict[str, Any] = {"id": first.id, "duplicate": True, "status": str(first.status)}
         if len(results) > 1:
             body["ids"] = [r.id for r in results]
-        return json_response(200, body)
+        return _custom_reply(src, 200, body) if src.reply else json_response(200, body)
     wait = _wait_seconds(src, request)
     if wait and service.dispatcher is not None and len(fresh) == 1:
         outcome = await service.wait_outcome(fresh[0].id, wait)
         if outcome is not None and outcome.status is not EventStatus.QUEUED:
-            return json_response(
-                200,
-                {
-                    "id": outcome.event_id,
-                    "status": str(outcome.status),
-                    "results": outcome.results,
-                    "error": outcome.error,
-                },
-            )
+            body = {
+                "id": outcome.event_id,
+                "status": str(outcome.status),
+                "results": outcome.results,
+                "error": outcome.error,
+            }
+            return _custom_reply(src, 200, body) if src.reply else json_response(200, body)
     body = {"id": fresh[0].id, "status": "queued"}
     if len(results) > 1:
         body["ids"] = [r.id for r in results]
         body["duplicates"] = sum(r.duplicate for r in results)
-    return json_response(202, body)
+    return _custom_reply(src, 202, body) if src.reply else json_response(202, body)
+
+
+def _custom_reply(src: Source, default_status: int, outcome: dict[str, Any]) -> Response:
+    """A source's own answer: status, headers, and a body template over the outcome."""
+    reply = src.reply
+    assert reply is not None
+    status = reply.status or default_status
+    if reply.body is None:
+        return json_response(status, outcome, dict(reply.headers))
+    try:
+        text = reply.body.render({**outcome, "outcome": outcome})
+    except PermanentError as exc:
+        log.error("reply.render_failed", source=src.name, error=str(exc))
+        return json_response(default_status, outcome)
+    if not isinstance(text, str):
+        text = orjson.dumps(text, default=str).decode()
+    headers = dict(reply.headers)
+    media = headers.pop("Content-Type", None) or headers.pop("content-type", None)
+    if media is None:
+        try:
+            orjson.loads(text)
+            media = "application/json"
+        except orjson.JSONDecodeError:
+            media = "text/plain; charset=utf-8"
+    return Response(text, status_code=status, headers=headers, media_type=media)
 
 
 @router.post("/events", openapi_extra=_INGEST_DOC, summary="Post an event (the generic envelope)")
