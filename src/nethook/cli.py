@@ -129,8 +129,11 @@ def serve(
     except ConfigError as exc:
         err.print(f"[red]config error:[/red] {exc}")
         raise typer.Exit(2) from None
+    from .server import protocol_class
+
     uv = uvicorn.Config(
         application,
+        http=protocol_class(server_cfg.max_header_bytes, server_cfg.request_timeout),
         host=server_cfg.host,
         port=server_cfg.port,
         log_level="warning",
