@@ -134,6 +134,9 @@ def serve(
     uv = uvicorn.Config(
         application,
         http=protocol_class(server_cfg.max_header_bytes, server_cfg.request_timeout),
+        # nethook reads X-Forwarded-For itself, only from security.trusted_proxies; uvicorn's
+        # own rewrite would trust any loopback peer.
+        proxy_headers=False,
         host=server_cfg.host,
         port=server_cfg.port,
         log_level="warning",
