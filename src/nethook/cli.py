@@ -419,6 +419,14 @@ def config_check(path: Annotated[Path, typer.Argument(help="Config file to check
     console.print(f"OK: {path} ({len(cfg.sources or {})} sources, {len(cfg.rules or [])} rules)")
 
 
+@config_app.command("reference")
+def config_reference() -> None:
+    """Print the configuration reference (Markdown, generated from the models)."""
+    from .config_doc import reference
+
+    sys.stdout.write(reference())
+
+
 # --------------------------------------------------------------------------- events
 
 
