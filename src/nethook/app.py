@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.staticfiles import StaticFiles
 
 from . import __version__
 from .config import Config
@@ -195,7 +196,12 @@ def create_app(
     # matched first, call the same handlers. The FastAPI routes above stay for /docs.
     app.router.routes[0:0] = ingress_http.fast_routes()
     from .api import router as api_router
+    from .web import STATIC_DIR
+    from .web import router as web_router
 
+    # The dashboard before /api: its /api/events/stream must not match /api/events/{id}.
+    app.include_router(web_router)
+    app.mount("/ui/static", StaticFiles(directory=STATIC_DIR), name="ui-static")
     app.include_router(api_router)
     # Last: a source's own ``path:`` (e.g. /joke), resolved per request so reloads apply.
     app.add_api_route(
