@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .actions.base import get_action
-from .config import Config, SourceConfig
+from .config import Config, RateLimitConfig, SourceConfig
 from .engine.rules import Rulebook, compile_rules
 from .engine.templates import Template, compile_template
 from .exceptions import ConfigError
-from .security.limits import Network, TokenBucket, parse_networks
+from .security.limits import Network, RateLimiter, TokenBucket, parse_networks
 from .security.verifiers import Verifier, build_verifier
 
 
@@ -29,9 +29,11 @@ class Source:
     verifier: Verifier
     max_payload: int
     format: str
-    limiter: TokenBucket | None = None
+    limiter: RateLimiter | None = None
     allow: tuple[Network, ...] = ()
     reply: CompiledReply | None = None
+    #: The source's secrets, to redact from anything stored if a sender misplaces one.
+    secrets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +99,21 @@ def config_warnings(cfg: Config) -> list[str]:
     return out
 
 
+def build_limiter(source: str, rate: RateLimitConfig) -> RateLimiter | None:
+    """Per-node token buckets (``memory://``, the default) or a limit shared through Redis."""
+    if not rate.enabled:
+        return None
+    if rate.storage.startswith("memory://"):
+        return TokenBucket(rate.requests_per_minute, rate.burst)
+    from .security.shared_limits import SharedRateLimiter, is_shared
+
+    if not is_shared(rate.storage):
+        raise ConfigError(
+            f"security.rate_limit.storage: {rate.storage!r} is neither memory:// nor redis://"
+        )
+    return SharedRateLimiter(source, rate.storage, rate.requests_per_minute, rate.burst)
+
+
 def build_sources(cfg: Config) -> dict[str, Source]:
     errors: list[str] = []
     out: dict[str, Source] = {}
@@ -113,6 +130,13 @@ def build_sources(cfg: Config) -> dict[str, Source]:
             errors.append(f"sources.{name}.auth.secret_file: {exc.strerror}: {exc.filename}")
             continue
         rate = sc.rate_limit or cfg.security.rate_limit
+        try:
+            limiter = build_limiter(name, rate)
+        except ConfigError as exc:
+            errors.extend(
+                f"sources.{name}.rate_limit: {e}" if sc.rate_limit else e for e in exc.errors
+            )
+            continue
         try:
             allow = parse_networks(sc.allow, f"sources.{name}.allow")
         except ConfigError as exc:
@@ -136,9 +160,10 @@ def build_sources(cfg: Config) -> dict[str, Source]:
             verifier=verifier,
             max_payload=sc.max_payload_size or cfg.security.max_payload_size,
             format=sc.format or ("envelope" if name == "default" else "auto"),
-            limiter=TokenBucket(rate.requests_per_minute, rate.burst) if rate.enabled else None,
+            limiter=limiter,
             allow=allow,
             reply=reply,
+            secrets=tuple(sc.auth.all_secrets()),
         )
     if errors:
         raise ConfigError(errors)

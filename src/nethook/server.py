@@ -59,6 +59,10 @@ class LimitedHttpTools(HttpToolsProtocol):
             self.transport.write(payload)
             self.transport.close()
 
+    def send_400_response(self, msg: str) -> None:
+        # uvicorn answers parser errors in text/plain; every nethook error is JSON.
+        self._refuse(_response(400, "Bad Request", "bad_request", msg))
+
     def _head_too_slow(self) -> None:
         self._head_timer = None
         if self._in_head:

@@ -16,6 +16,7 @@ import orjson
 import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from starlette.requests import ClientDisconnect
 from starlette.routing import Match, Route
 
 from .. import metrics
@@ -124,6 +125,11 @@ async def read_capped(request: Request, cap: int, timeout: float | None = None) 
         raise RequestRejected(
             408, "request_timeout", f"body not received within {timeout:g}s"
         ) from None
+    except ClientDisconnect:
+        # The sender hung up (or its framing was invalid) mid-body: a refusal, not a crash.
+        raise RequestRejected(
+            400, "client_disconnected", "the connection closed before the body was complete"
+        ) from None
     request.scope[_BODY_READ] = True
     return b"".join(chunks)
 
@@ -152,7 +158,7 @@ async def ingest(request: Request, source_name: str) -> Response:
         metrics.rejected("-", "unknown_source")
         raise RequestRejected(404, "unknown_source", f"no source named {source_name!r}")
     started = time.perf_counter()
-    metrics.EVENTS_RECEIVED.labels(src.name).inc()
+    metrics.received(src.name).inc()
     try:
         response = await _ingest(request, service, src)
     except RequestRejected as exc:
@@ -164,7 +170,10 @@ async def ingest(request: Request, source_name: str) -> Response:
 
 
 async def _ingest(request: Request, service: Service, src: Source) -> Response:
-    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.scope["headers"]}
+    raw_headers = request.scope["headers"]
+    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in raw_headers}
+    if len(headers) != len(raw_headers):
+        _refuse_repeated_credentials(raw_headers)
     now = time.time()
     peer = request.client.host if request.client else None
     client = client_address(peer, headers.get("x-forwarded-for"), service.runtime.trusted_proxies)
@@ -172,7 +181,7 @@ async def _ingest(request: Request, service: Service, src: Source) -> Response:
         log.warning("ingest.forbidden", source=src.name, client=client)
         raise RequestRejected(403, "forbidden", "this address may not post to this source")
     if src.limiter is not None:
-        wait = src.limiter.take(client, time.monotonic())
+        wait = await src.limiter.acquire(client)
         if wait:
             raise RequestRejected(
                 429,
@@ -196,14 +205,21 @@ async def _ingest(request: Request, service: Service, src: Source) -> Response:
             "unsupported_media_type",
             "send the body as JSON with Content-Type: application/json",
         )
+    # A bad ?wait= is refused now, not after the event is stored (a 400 for a stored event
+    # would make the sender retry what was in fact accepted).
+    _wait_seconds(src, request)
     body = await read_capped(request, src.max_payload, service.config.server.request_timeout)
     verified = _verify(src, headers, body, now, client) if src.verifier.needs_body else None
     if verified is not None and verified.payload is not NOT_PARSED:
         payload = verified.payload
     else:
         payload = {} if bodiless and not body else _parse_json(body)
+    if _too_deep(body, payload):
+        raise RequestRejected(
+            400, "invalid_payload", f"JSON nested deeper than {MAX_JSON_DEPTH} levels"
+        )
     meta: dict[str, Any] = {"client": client, "path": request.scope["path"]}
-    kept = {h: headers[h] for h in KEPT_HEADERS if h in headers}
+    kept = {h: _redact(headers[h], src.secrets) for h in KEPT_HEADERS if h in headers}
     if kept:
         meta["headers"] = kept
     try:
@@ -234,10 +250,59 @@ async def _ingest(request: Request, service: Service, src: Source) -> Response:
         ) from None
     fresh = sum(not r.duplicate for r in results)
     if fresh:
-        metrics.EVENTS_ACCEPTED.labels(src.name).inc(fresh)
+        metrics.accepted(src.name).inc(fresh)
     if fresh < len(results):
         metrics.EVENTS_DUPLICATE.labels(src.name).inc(len(results) - fresh)
     return await _reply(service, src, request, results)
+
+
+# orjson parses up to 1024 levels but serialises at most 254, and the API wraps stored data
+# a few levels deeper still: a deeper document could be parsed but never stored or shown.
+MAX_JSON_DEPTH = 128
+
+
+def _too_deep(body: bytes, payload: Any) -> bool:
+    """Does ``payload`` nest containers more than :data:`MAX_JSON_DEPTH` levels deep?"""
+    # Fast path (C-speed counts): a document needs that many brackets to be that deep.
+    if body.count(b"[") + body.count(b"{") <= MAX_JSON_DEPTH:
+        return False
+    if not isinstance(payload, dict | list):
+        return False
+    stack: list[tuple[Any, int]] = [(payload, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            return True
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return False
+
+
+_CREDENTIAL_HINTS = (
+    "authorization",
+    "token",
+    "signature",
+    "secret",
+    "webhook-id",
+    "webhook-timestamp",
+    "cookie",
+)
+
+
+def _redact(value: str, secrets: tuple[str, ...]) -> str:
+    """A kept header that carries a secret (a sender put it in the wrong header) is masked."""
+    return "[redacted]" if any(secret in value for secret in secrets) else value
+
+
+def _refuse_repeated_credentials(raw: list[tuple[bytes, bytes]]) -> None:
+    """A credential header sent twice is ambiguous (which one counts?): refuse it."""
+    seen: set[bytes] = set()
+    for name, _ in raw:
+        if name in seen and any(h in name.decode("latin-1") for h in _CREDENTIAL_HINTS):
+            raise RequestRejected(
+                400, "bad_request", f"header {name.decode('latin-1')} given more than once"
+            )
+        seen.add(name)
 
 
 def _parse_json(body: bytes) -> Any:

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 from ..exceptions import ConfigError
 
@@ -66,6 +68,12 @@ def client_address(
     return hops[0] if hops else peer
 
 
+class RateLimiter(Protocol):
+    """What ingress asks before taking a request: 0.0 to go ahead, else seconds to wait."""
+
+    async def acquire(self, key: str) -> float: ...
+
+
 @dataclass(slots=True)
 class _Bucket:
     tokens: float
@@ -96,6 +104,10 @@ class TokenBucket:
             bucket.tokens -= 1.0
             return 0.0
         return (1.0 - bucket.tokens) / self.rate
+
+    async def acquire(self, key: str) -> float:
+        """:meth:`take` on the monotonic clock (the :class:`RateLimiter` interface)."""
+        return self.take(key, time.monotonic())
 
     def _forget_full(self, now: float) -> None:
         full = [
