@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Debian packages the tests and benchmarks use (idempotent; needs root or sudo).
 #   webhook: adnanh/webhook, the benchmark anchor      wrk: the load generator
+#   chromium: the browser the dashboard tests drive through Playwright
 set -euo pipefail
 need=()
-for pkg in webhook wrk; do
+for pkg in webhook wrk prometheus-alertmanager tcl chromium; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 [ ${#need[@]} -eq 0 ] && exit 0
