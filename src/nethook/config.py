@@ -314,13 +314,33 @@ class DispatcherConfig(_Model):
 class DevicesConfig(_Model):
     """SSH session pool and command policy for device actions (part 4/7)."""
 
-    max_sessions: int = Field(16, ge=1, le=1024)
-    per_device: int = Field(2, ge=1, le=64)
-    idle_timeout: float = Field(300.0, gt=0)
-    keepalive: float = Field(60.0, gt=0)
-    connect_timeout: float = Field(15.0, gt=0)
-    command_timeout: float = Field(60.0, gt=0)
-    fanout: int = Field(10, ge=1, le=256)
+    max_sessions: int = Field(
+        16, ge=1, le=1024, description="open SSH connections in all (NETCONF sessions count)"
+    )
+    per_device: int = Field(
+        2, ge=1, le=64, description="concurrent sessions per device (keep below its vty lines)"
+    )
+    idle_timeout: float = Field(300.0, gt=0, description="seconds before an idle session closes")
+    keepalive: float = Field(60.0, gt=0, description="SSH keepalive interval, seconds")
+    connect_timeout: float = Field(15.0, gt=0, description="TCP, banner and login timeout")
+    command_timeout: float = Field(
+        60.0, gt=0, description="seconds to wait for a command's prompt (per action: read_timeout)"
+    )
+    fanout: int = Field(
+        10, ge=1, le=256, description="devices one group/tag action works on at a time"
+    )
+    # A probe costs a round trip, so a recently used session only needs an active transport.
+    health_check_after: float = Field(
+        10.0,
+        ge=0,
+        description="a session idle longer than this must answer a prompt before reuse",
+    )
+    # Retries must not lock the account.
+    auth_failure_hold: float = Field(
+        300.0,
+        ge=0,
+        description="after an auth failure, no new login with the same credentials for this long",
+    )
     allowed_commands: list[str] = Field(
         default_factory=lambda: [
             "show",
@@ -330,7 +350,8 @@ class DevicesConfig(_Model):
             "more",
             "who",
             "terminal length",
-        ]
+        ],
+        description="command prefixes (whole words) a device.command may start with",
     )
 
 
@@ -523,15 +544,27 @@ CLASSIC_RULES: list[dict[str, Any]] = [
         ],
     },
     {
+        # The device comes from the event (an inventory name, host or IP) and so does the
+        # command: device.command runs it through the command policy (read-only prefixes,
+        # one line, no redirects). Without an inventory there is no device to reach and no
+        # credentials: the check is only logged, as before part 4/7.
         "name": "device status check",
         "on": {"type": "device_status_check"},
         "do": [
             {
+                "device.command": {
+                    "device": "{{ event.data.device | default(event.data.device_ip) }}",
+                    "command": "{{ event.data.command | default('show ip interface brief') }}",
+                },
+                "when": "inventory.devices",
+            },
+            {
                 "log": {
                     "message": "device status check for {{ event.data.device_ip }}: "
-                    "{{ event.data.command }} (device actions arrive with part 4/7)",
-                }
-            }
+                    "{{ event.data.command }} (no inventory configured)",
+                },
+                "when": "not inventory.devices",
+            },
         ],
     },
 ]

@@ -1,0 +1,141 @@
+"""``netconf.get`` and ``netconf.get_config``: NETCONF over SSH (port 830) with ncclient.
+
+A ``filter`` is a subtree filter (XML); ``xpath`` (with optional ``namespaces``) an XPath
+filter, for servers with the ``:xpath`` capability. The reply's ``<data>`` is kept raw as
+an XML artifact and parsed with xmltodict into the step output with every namespace
+stripped, so rules read ``data.system.hostname`` whatever prefix the device used.
+
+ncclient is blocking: it runs on the session pool's threads, and each NETCONF session
+holds one slot of the pool's global connection cap while it is open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from ..devices.inventory import Credentials, Device
+from ..exceptions import PermanentError, TransientError
+from .base import Action, ActionContext, ActionResult, ArtifactData, Options
+from .device import MAX_OUTPUT_TEXT, device_of, pool_of
+
+
+class NetconfOptions(Options):
+    device: str
+    #: Subtree filter: an XML element (or several) naming what to return.
+    filter: str | None = None
+    #: XPath filter (needs the server's :xpath capability).
+    xpath: str | None = None
+    #: Prefix -> namespace for ``xpath``.
+    namespaces: dict[str, str] = {}
+    timeout: float = Field(30.0, gt=0, le=600)
+
+    @model_validator(mode="after")
+    def _one_filter(self) -> NetconfOptions:
+        if self.filter is not None and self.xpath is not None:
+            raise ValueError("give either 'filter' (subtree) or 'xpath', not both")
+        return self
+
+    def ncclient_filter(self) -> Any:
+        if self.filter is not None:
+            return ("subtree", self.filter)
+        if self.xpath is not None:
+            return ("xpath", (self.namespaces, self.xpath) if self.namespaces else self.xpath)
+        return None
+
+
+class NetconfGetConfigOptions(NetconfOptions):
+    source: Literal["running", "candidate", "startup"] = "running"
+
+
+def strip_namespaces(xml: str) -> Any:
+    """xmltodict of ``xml`` with namespaces removed from every element and attribute name."""
+    import xmltodict
+
+    # A mapping that answers None for every namespace URI makes xmltodict drop it.
+    no_ns: collections.defaultdict[str, None] = collections.defaultdict(lambda: None)
+
+    def drop_xmlns(_path: Any, key: str, value: Any) -> tuple[str, Any] | None:
+        return None if key == "@xmlns" or key.startswith("@xmlns:") else (key, value)
+
+    return xmltodict.parse(xml, process_namespaces=True, namespaces=no_ns, postprocessor=drop_xmlns)
+
+
+def _fetch(
+    dev: Device, creds: Credentials, op: str, opts: NetconfOptions, source: str | None
+) -> str:
+    """Connect, run one retrieval, close (blocking; runs in a pool thread)."""
+    from ncclient import manager
+    from ncclient.operations.rpc import RPCError
+    from ncclient.transport.errors import AuthenticationError, SSHError, TransportError
+
+    where = f"{dev.name} ({dev.host}:{dev.netconf_port})"
+    try:
+        with manager.connect(
+            host=dev.host,
+            port=dev.netconf_port,
+            username=creds.username,
+            password=creds.password,
+            hostkey_verify=False,
+            allow_agent=False,
+            look_for_keys=False,
+            timeout=opts.timeout,
+            device_params={"name": "default"},
+        ) as m:
+            m.timeout = opts.timeout
+            flt = opts.ncclient_filter()
+            reply = m.get_config(source=source, filter=flt) if op == "get_config" else m.get(flt)
+            return str(reply.data_xml)
+    except AuthenticationError as exc:
+        raise PermanentError(f"{where}: NETCONF authentication failed") from exc
+    except RPCError as exc:
+        raise PermanentError(f"{where}: NETCONF error: {exc}") from exc
+    except (SSHError, TransportError, OSError, EOFError) as exc:
+        raise TransientError(f"{where}: NETCONF {type(exc).__name__}: {exc}") from exc
+
+
+class _NetconfAction(Action):
+    op = "get"
+
+    async def run(self, ctx: ActionContext, opts: Any) -> ActionResult:
+        dev = device_of(ctx, opts.device)
+        creds = await asyncio.to_thread(dev.credentials)  # may read a secret file
+        pool = pool_of(ctx)
+        source = getattr(opts, "source", None)
+        async with pool.slot():
+            xml = await pool.in_thread(_fetch, dev, creds, self.op, opts, source)
+        artifact = ArtifactData(
+            name=f"{dev.name}-netconf-{self.op}.xml",
+            content=xml.encode(),
+            content_type="application/xml",
+        )
+        output: dict[str, Any] = {"device": dev.name, "operation": self.op, "bytes": len(xml)}
+        if source is not None:
+            output["source"] = source
+        parsed = strip_namespaces(xml)
+        data = parsed.get("data") if isinstance(parsed, dict) else parsed
+        if len(xml) <= MAX_OUTPUT_TEXT:
+            output["data"] = data
+        else:
+            output["truncated"] = True  # the artifact has it all
+            output["keys"] = list(data) if isinstance(data, dict) else None
+        return ActionResult(ok=True, output=output, artifacts=(artifact,))
+
+
+class NetconfGetAction(_NetconfAction):
+    """``<get>``: state and config data."""
+
+    name = "netconf.get"
+    Options = NetconfOptions
+    op = "get"
+
+
+class NetconfGetConfigAction(_NetconfAction):
+    """``<get-config>``: config data from a datastore (``source``, default running)."""
+
+    name = "netconf.get_config"
+    Options = NetconfGetConfigOptions
+    op = "get_config"

@@ -1,0 +1,72 @@
+"""Network devices: the inventory, the SSH session pool, the command policy, backups.
+
+:class:`DevicesComponent` is the service component (see ``service.component_factories``):
+when the config names an ``inventory``, it loads it, opens the session pool, and publishes
+``service.extras["inventory"]`` (the template view: ``inventory.devices.r1.host``, no
+secrets) and ``service.extras["sessions"]`` (the :class:`SessionPool`, which carries the
+:class:`Inventory` for actions). Nothing here imports Netmiko at import time: configs that
+use no device action need none of the ``devices`` extra.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import structlog
+
+from ..exceptions import ConfigError
+from .inventory import Credentials, Device, Inventory
+from .policy import CommandPolicy, CommandRefused
+
+if TYPE_CHECKING:
+    from ..service import Service
+    from .sessions import SessionPool
+
+__all__ = [
+    "CommandPolicy",
+    "CommandRefused",
+    "Credentials",
+    "Device",
+    "DevicesComponent",
+    "Inventory",
+    "devices_component",
+]
+
+log = structlog.get_logger("nethook.devices")
+
+
+class DevicesComponent:
+    """Inventory and session pool for the life of one service process."""
+
+    def __init__(self) -> None:
+        self.pool: SessionPool | None = None
+
+    async def start(self, service: Service) -> None:
+        import asyncio
+
+        from . import inventory as inventory_mod
+        from .sessions import SessionPool
+
+        cfg = service.config
+        assert cfg.inventory is not None
+        try:
+            inv = await asyncio.to_thread(inventory_mod.load, cfg.inventory)
+        except ConfigError as exc:
+            # Start-up stops here; say why in the service's own log format first.
+            log.error("devices.inventory_invalid", errors=exc.errors)
+            raise
+        self.pool = SessionPool(inv, cfg.devices)
+        await self.pool.start()
+        service.extras["inventory"] = inv.view()
+        service.extras["sessions"] = self.pool
+        log.info("devices.ready", inventory=str(cfg.inventory), devices=len(inv))
+
+    async def stop(self) -> None:
+        if self.pool is not None:
+            await self.pool.close()
+            self.pool = None
+
+
+def devices_component(service: Service) -> DevicesComponent | None:
+    """The component factory: a :class:`DevicesComponent` when the config has an inventory."""
+    return DevicesComponent() if service.config.inventory is not None else None

@@ -1,0 +1,448 @@
+"""The SSH session pool: Netmiko sessions kept warm per device, used from asyncio.
+
+Connecting to a network device costs around a second (TCP, SSH key exchange, login,
+``terminal length 0``); a command on an open session costs tens of milliseconds. So
+sessions stay open between events, with these rules:
+
+- **threads**: Netmiko is blocking. Every Netmiko call runs on the pool's own thread
+  executor (sized to the session cap), so the event loop never blocks and device work
+  cannot starve the default executor that other parts use.
+- **one action per session**: a session is leased to one caller at a time; a device has at
+  most ``per_device`` sessions (its vty lines) and the pool at most ``max_sessions`` open
+  connections; when the global cap is reached, the least recently used idle session of
+  another device is closed to make room, else the caller waits.
+- **health**: before reuse, the SSH transport must be active; a session idle for longer
+  than ``health_check_after`` also has to answer a prompt. A session that dies under a
+  command is replaced and the command run again once (reads are idempotent); callers that
+  change config opt out of that retry.
+- **idle close**: a reaper closes sessions idle for ``idle_timeout``; SSH keepalives every
+  ``keepalive`` seconds keep NAT and firewalls from dropping the ones in use.
+- **errors**: connect timeouts and refusals are :class:`TransientError` (retried with
+  backoff by the dispatcher). An authentication failure is a :class:`PermanentError`, and
+  the pool refuses further logins to that device with the same credentials for
+  ``auth_failure_hold`` seconds: retries must not lock the account.
+- **cancellation**: an action that times out while its Netmiko call still runs has its
+  session closed under it (which also unblocks the thread); it is never reused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import structlog
+
+from ..config import DevicesConfig
+from ..exceptions import PermanentError, TransientError
+from .inventory import Credentials, Device, Inventory
+
+log = structlog.get_logger("nethook.devices")
+
+T = TypeVar("T")
+
+#: Opens a connection (blocking; runs in a pool thread).
+Connector = Callable[[Device, Credentials, DevicesConfig], Any]
+
+
+class SessionDead(Exception):
+    """The connection under a command is gone (EOF, reset, closed socket)."""
+
+
+class AuthFailed(PermanentError):
+    """The device refused the credentials. Permanent: retrying could lock the account."""
+
+
+# --------------------------------------------------------------------------- Netmiko
+
+
+def netmiko_connect(device: Device, creds: Credentials, cfg: DevicesConfig) -> Any:
+    """Open a Netmiko session (blocking), converting failures into our errors."""
+    import paramiko
+    from netmiko import ConnectHandler
+    from netmiko.exceptions import (
+        NetmikoAuthenticationException,
+        NetmikoTimeoutException,
+        ReadException,
+    )
+
+    where = f"{device.name} ({device.host}:{device.port})"
+    try:
+        conn = ConnectHandler(
+            device_type=device.platform,
+            host=device.host,
+            port=device.port,
+            username=creds.username,
+            password=creds.password,
+            secret=creds.secret,
+            conn_timeout=cfg.connect_timeout,
+            auth_timeout=cfg.connect_timeout,
+            banner_timeout=cfg.connect_timeout,
+            keepalive=max(1, int(cfg.keepalive)),
+            # Only the password we were given: no agent, no ~/.ssh keys. A stray key that
+            # fails counts as a failed login on many devices.
+            use_keys=False,
+            allow_agent=False,
+            ssh_strict=False,
+            system_host_keys=False,
+            read_timeout_override=None,
+        )
+    except NetmikoAuthenticationException as exc:
+        raise AuthFailed(f"{where}: authentication failed") from exc
+    except NetmikoTimeoutException as exc:
+        raise TransientError(f"{where}: connect timed out or refused") from exc
+    except ValueError as exc:  # unsupported device_type and the like
+        raise PermanentError(f"{where}: {exc}") from exc
+    except (OSError, EOFError, paramiko.SSHException, ReadException) as exc:
+        raise TransientError(f"{where}: connect failed: {type(exc).__name__}: {exc}") from exc
+    try:
+        if device.wants_enable(creds) and not conn.check_enable_mode():
+            conn.enable()
+    except ValueError as exc:  # Netmiko: "Failed to enter enable mode"
+        _quiet_disconnect(conn)
+        raise PermanentError(f"{where}: cannot enter enable mode (check the secret)") from exc
+    except (OSError, EOFError, ReadException) as exc:
+        _quiet_disconnect(conn)
+        raise TransientError(f"{where}: session lost while entering enable mode") from exc
+    return conn
+
+
+def _quiet_disconnect(conn: Any) -> None:
+    with contextlib.suppress(Exception):
+        conn.disconnect()
+
+
+def _close_if_connected(future: Any) -> None:
+    if not future.cancelled() and future.exception() is None:
+        _quiet_disconnect(future.result())
+
+
+def _transport_active(conn: Any) -> bool:
+    try:
+        return bool(conn.remote_conn.transport.is_active())
+    except AttributeError:
+        return False
+
+
+def _is_dead(exc: BaseException) -> bool:
+    """Does this exception mean the connection itself is gone?"""
+    try:
+        import paramiko
+        from netmiko.exceptions import ReadTimeout, WriteException
+    except ImportError:  # pragma: no cover - only with a custom connector
+        return isinstance(exc, (OSError, EOFError))
+    if isinstance(exc, ReadTimeout):
+        return False  # the device is slow or the prompt odd: not a dead transport
+    return isinstance(exc, (OSError, EOFError, socket.timeout, WriteException)) or (
+        isinstance(exc, paramiko.SSHException) and "not active" in str(exc).lower()
+    )
+
+
+def _is_read_timeout(exc: BaseException) -> bool:
+    try:
+        from netmiko.exceptions import ReadTimeout
+    except ImportError:  # pragma: no cover - only with a custom connector
+        return False
+    return isinstance(exc, ReadTimeout)
+
+
+# --------------------------------------------------------------------------- the pool
+
+
+@dataclass(eq=False)
+class Session:
+    """One open connection to one device."""
+
+    device: Device
+    conn: Any
+    opened: float
+    last_used: float
+    uses: int = 0
+    broken: bool = False
+
+
+@dataclass
+class PoolStats:
+    """Counters for tests, benchmarks and the operator."""
+
+    connects: int = 0
+    reuses: int = 0
+    reconnects: int = 0
+    closed_idle: int = 0
+    evicted: int = 0
+    health_failures: int = 0
+    auth_refusals: int = 0
+    per_device: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: (dict(v) if isinstance(v, dict) else v) for k, v in self.__dict__.items()}
+
+
+class SessionPool:
+    """Warm Netmiko sessions, leased one action at a time. See the module docstring."""
+
+    def __init__(
+        self,
+        inventory: Inventory,
+        config: DevicesConfig,
+        connector: Connector = netmiko_connect,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.inventory = inventory
+        self.config = config
+        self.connector = connector
+        self.clock = clock
+        self.stats = PoolStats()
+        # Threads: one per possible session, plus room for closes and probes.
+        self.executor = ThreadPoolExecutor(
+            max_workers=config.max_sessions + 4, thread_name_prefix="nethook-ssh"
+        )
+        self._slots = asyncio.Semaphore(config.max_sessions)
+        self._device_sems: dict[str, asyncio.Semaphore] = {}
+        self._idle: dict[str, list[Session]] = {}
+        self._open: set[Session] = set()
+        self._auth_failed: dict[str, tuple[str, float, str]] = {}
+        self._reaper: asyncio.Task[None] | None = None
+        self._closed = False
+        self._closing: set[Future[None]] = set()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        self._reaper = asyncio.create_task(self._reap(), name="nethook-ssh-reaper")
+
+    async def close(self) -> None:
+        """Close every session and stop the threads (waits for the closes)."""
+        self._closed = True
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+        for s in list(self._open):
+            self._discard(s)
+        # Log out of every device (including sessions discarded earlier whose close is
+        # still queued) before the threads go: a vty line must not stay taken.
+        pending = [asyncio.wrap_future(f) for f in list(self._closing)]
+        if pending:
+            await asyncio.wait(pending, timeout=self.config.connect_timeout)
+        self.executor.shutdown(wait=False)
+
+    def open_count(self) -> int:
+        return len(self._open)
+
+    def idle_count(self, device: str | None = None) -> int:
+        if device is not None:
+            return len(self._idle.get(device, []))
+        return sum(len(v) for v in self._idle.values())
+
+    # ------------------------------------------------------------------ public API
+
+    async def run(self, device: Device, fn: Callable[[Any], T], *, retry_dead: bool = True) -> T:
+        """Run ``fn(connection)`` in a pool thread on a leased session of ``device``.
+
+        ``fn`` may raise our own errors (they pass through, the session stays usable). A
+        dead connection is replaced and ``fn`` run once more when the session was a reused
+        one and ``retry_dead`` is set; otherwise it is a :class:`TransientError`.
+        """
+        sem = self._device_sems.setdefault(device.name, asyncio.Semaphore(self.config.per_device))
+        async with sem:
+            session, reused = await self._checkout(device)
+            try:
+                try:
+                    return await self._call(session, fn)
+                except SessionDead as exc:
+                    self._discard(session)
+                    if not (retry_dead and reused):
+                        raise TransientError(f"{device.name}: session lost: {exc}") from exc
+                    self.stats.reconnects += 1
+                    log.info("ssh.reconnect", device=device.name, reason=str(exc))
+                    session = await self._connect(device)
+                    try:
+                        return await self._call(session, fn)
+                    except SessionDead as exc2:
+                        self._discard(session)
+                        raise TransientError(f"{device.name}: session lost: {exc2}") from exc2
+            finally:
+                if session in self._open:
+                    self._checkin(session)
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Hold one connection slot of the global cap (NETCONF sessions count too)."""
+        await self._acquire_slot()
+        try:
+            yield
+        finally:
+            self._slots.release()
+
+    async def in_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a blocking call on the pool's executor."""
+        return await asyncio.wrap_future(self.executor.submit(fn, *args))
+
+    # ------------------------------------------------------------------ internals
+
+    async def _checkout(self, device: Device) -> tuple[Session, bool]:
+        idle = self._idle.get(device.name, [])
+        while idle:
+            session = idle.pop()  # the most recently used is the most likely alive
+            try:
+                healthy = await self._healthy(session)
+            except BaseException:  # cancelled mid-probe: the session is neither idle nor leased
+                self._discard(session)
+                raise
+            if healthy:
+                self.stats.reuses += 1
+                return session, True
+            self.stats.health_failures += 1
+            log.info("ssh.unhealthy", device=device.name)
+            self._discard(session)
+        return await self._connect(device), False
+
+    async def _healthy(self, session: Session) -> bool:
+        if session.broken or not _transport_active(session.conn):
+            return False
+        if self.clock() - session.last_used < self.config.health_check_after:
+            return True
+
+        def probe(conn: Any) -> bool:
+            try:
+                return bool(conn.find_prompt())
+            except Exception:
+                return False
+
+        try:
+            return await asyncio.wait_for(
+                self.in_thread(probe, session.conn), self.config.connect_timeout
+            )
+        except TimeoutError:
+            session.broken = True
+            return False
+
+    async def _connect(self, device: Device) -> Session:
+        # Credentials may come from a file: read off the event loop.
+        creds = await self.in_thread(device.credentials)
+        fingerprint = hashlib.sha256(
+            f"{creds.username}\0{creds.password}\0{device.host}:{device.port}".encode()
+        ).hexdigest()
+        held = self._auth_failed.get(device.name)
+        if held is not None:
+            fp, until, message = held
+            if fp == fingerprint and self.clock() < until:
+                self.stats.auth_refusals += 1
+                raise AuthFailed(
+                    f"{message}; not retrying with the same credentials for "
+                    f"{until - self.clock():.0f}s more"
+                )
+            del self._auth_failed[device.name]
+        await self._acquire_slot()
+        future = self.executor.submit(self.connector, device, creds, self.config)
+        try:
+            conn = await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            # The login goes on in its thread; if it succeeds, log straight out again
+            # rather than leave a vty line taken by a session nobody holds.
+            self._slots.release()
+            future.add_done_callback(_close_if_connected)
+            raise
+        except AuthFailed as exc:
+            self._slots.release()
+            self._auth_failed[device.name] = (
+                fingerprint,
+                self.clock() + self.config.auth_failure_hold,
+                str(exc),
+            )
+            log.warning("security.device_auth_failed", device=device.name, host=device.host)
+            raise
+        except BaseException:
+            self._slots.release()
+            raise
+        now = self.clock()
+        session = Session(device, conn, opened=now, last_used=now)
+        self._open.add(session)
+        self.stats.connects += 1
+        self.stats.per_device[device.name] = self.stats.per_device.get(device.name, 0) + 1
+        log.info("ssh.connected", device=device.name, open=len(self._open))
+        return session
+
+    async def _acquire_slot(self) -> None:
+        while self._slots.locked():
+            victim = self._least_recent_idle()
+            if victim is None:
+                break
+            self.stats.evicted += 1
+            self._discard(victim)
+        await self._slots.acquire()
+
+    def _least_recent_idle(self) -> Session | None:
+        candidates = [s for sessions in self._idle.values() for s in sessions]
+        return min(candidates, key=lambda s: s.last_used, default=None)
+
+    async def _call(self, session: Session, fn: Callable[[Any], T]) -> T:
+        future = self.executor.submit(fn, session.conn)
+        try:
+            result = await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            # The thread may still be using the connection: never reuse it. Closing it
+            # (in _checkin -> _discard) also makes the blocked Netmiko call return.
+            session.broken = True
+            raise
+        except (PermanentError, TransientError):
+            session.last_used = self.clock()
+            raise
+        except BaseException as exc:
+            session.broken = True
+            if _is_dead(exc):
+                raise SessionDead(f"{type(exc).__name__}: {exc}") from exc
+            if _is_read_timeout(exc):
+                # Output may still arrive later and confuse the next command: the session
+                # was marked broken above and is closed on checkin.
+                raise TransientError(
+                    f"{session.device.name}: no prompt after the command: {exc}"
+                ) from exc
+            raise
+        session.uses += 1
+        session.last_used = self.clock()
+        return result
+
+    def _checkin(self, session: Session) -> None:
+        if session.broken or self._closed or not _transport_active(session.conn):
+            self._discard(session)
+            return
+        self._idle.setdefault(session.device.name, []).append(session)
+
+    def _forget(self, session: Session) -> bool:
+        idle = self._idle.get(session.device.name)
+        if idle and session in idle:
+            idle.remove(session)
+        if session in self._open:
+            self._open.discard(session)
+            self._slots.release()
+            return True
+        return False
+
+    def _discard(self, session: Session) -> None:
+        """Close a session in the background and free its slot now."""
+        session.broken = True
+        if self._forget(session):
+            with contextlib.suppress(RuntimeError):  # executor already shut down
+                future = self.executor.submit(_quiet_disconnect, session.conn)
+                self._closing.add(future)
+                future.add_done_callback(self._closing.discard)
+
+    async def _reap(self) -> None:
+        interval = max(0.5, min(self.config.idle_timeout / 2, 30.0))
+        while True:
+            await asyncio.sleep(interval)
+            now = self.clock()
+            for sessions in list(self._idle.values()):
+                for s in list(sessions):
+                    if now - s.last_used >= self.config.idle_timeout:
+                        self.stats.closed_idle += 1
+                        log.info("ssh.idle_close", device=s.device.name)
+                        self._discard(s)
