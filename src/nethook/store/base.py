@@ -32,6 +32,16 @@ class EventFilter:
     limit: int = 50
 
 
+@dataclass(frozen=True, slots=True)
+class PurgeResult:
+    """What a retention purge removed: events (with their runs), expired kv rows, and the
+    artifact files whose rows went with the events (the caller deletes the files)."""
+
+    events: int = 0
+    artifact_paths: tuple[str, ...] = ()
+    kv: int = 0
+
+
 class Store(ABC):
     """Durable events, action runs, artifacts and small key/value state."""
 
@@ -74,6 +84,13 @@ class Store(ABC):
         self, event_id: str, owner: str, status: EventStatus, error: str | None = None
     ) -> bool:
         """Mark a leased event done (succeeded, dead, suppressed). False if the lease was lost."""
+
+    async def finish_with_run(
+        self, event_id: str, owner: str, status: EventStatus, run: ActionRun
+    ) -> bool:
+        """Record the last step's run and finish the event; stores may do both at once."""
+        await self.record_run(run)
+        return await self.finish(event_id, owner, status)
 
     @abstractmethod
     async def retry_later(
@@ -136,6 +153,15 @@ class Store(ABC):
         self, namespace: str, key: str, value: Any, ttl: float | None = None
     ) -> None: ...
 
+    async def purge(
+        self, before: float | None = None, keep: int | None = None, chunk: int = 500
+    ) -> PurgeResult:
+        """Delete finished events (succeeded, dead, suppressed) received before ``before``
+        (epoch seconds) or older than the newest ``keep`` events, ``chunk`` at a time in
+        short transactions so that ingest never waits long behind a purge; and expired kv
+        rows. Queued and running events are work and are never purged."""
+        raise NotImplementedError(f"{type(self).__name__} does not support purging")
+
     async def replay(self, event_id: str) -> AppendResult | None:
         """Queue a fresh copy of an event (same source, type, data); None if it does not exist.
 
@@ -182,3 +208,8 @@ def load_migrations(dialect: str) -> list[tuple[int, str, str]]:
         if m:
             out.append((int(m.group(1)), m.group(2), entry.read_text("utf-8")))
     return sorted(out)
+
+
+def load_schema(dialect: str) -> str:
+    """``store/sql/<dialect>/schema.sql``: the current schema, for creating a new database."""
+    return resources.files(__package__).joinpath("sql", dialect, "schema.sql").read_text("utf-8")

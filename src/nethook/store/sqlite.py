@@ -33,7 +33,7 @@ from ..events import (
     new_id,
 )
 from ..exceptions import StoreUnavailable
-from .base import EventFilter, Store, load_migrations, load_queries
+from .base import EventFilter, PurgeResult, Store, load_migrations, load_queries, load_schema
 
 T = TypeVar("T")
 _Op = Callable[[sqlite3.Connection], Any]
@@ -89,6 +89,22 @@ def run_from_row(row: sqlite3.Row | dict[str, Any]) -> ActionRun:
 
 def artifact_from_row(row: sqlite3.Row | dict[str, Any]) -> Artifact:
     return Artifact(**dict(row))
+
+
+def run_params(run: ActionRun) -> dict[str, Any]:
+    return {
+        "event_id": run.event_id,
+        "step": run.step,
+        "rule": run.rule,
+        "action": run.action,
+        "attempt": run.attempt,
+        "status": str(run.status),
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "output": _dumps(run.output) if run.output is not None else None,
+        "error": run.error,
+        "transient": int(run.transient),
+    }
 
 
 def draft_params(draft: EventDraft, now: float) -> dict[str, Any]:
@@ -330,6 +346,20 @@ class SQLiteStore(Store):
         result: bool = await self._write(op)
         return result
 
+    async def finish_with_run(
+        self, event_id: str, owner: str, status: EventStatus, run: ActionRun
+    ) -> bool:
+        insert, finish = self.q["insert_run"], self.q["finish"]
+        run_row = run_params(run)
+        params = {"id": event_id, "owner": owner, "status": str(status), "error": None}
+
+        def op(conn: sqlite3.Connection) -> bool:
+            conn.execute(insert, run_row)
+            return conn.execute(finish, {**params, "now": time.time()}).rowcount == 1
+
+        result: bool = await self._write(op)
+        return result
+
     async def retry_later(
         self, event_id: str, owner: str, available_at: float, error: str | None
     ) -> bool:
@@ -340,19 +370,7 @@ class SQLiteStore(Store):
 
     async def record_run(self, run: ActionRun) -> int | None:
         sql = self.q["insert_run"]
-        params = {
-            "event_id": run.event_id,
-            "step": run.step,
-            "rule": run.rule,
-            "action": run.action,
-            "attempt": run.attempt,
-            "status": str(run.status),
-            "started_at": run.started_at,
-            "finished_at": run.finished_at,
-            "output": _dumps(run.output) if run.output is not None else None,
-            "error": run.error,
-            "transient": int(run.transient),
-        }
+        params = run_params(run)
 
         def op(conn: sqlite3.Connection) -> int | None:
             cur = conn.execute(sql, params)
@@ -485,6 +503,48 @@ class SQLiteStore(Store):
         }
         await self._write(lambda c: c.execute(sql, params))
 
+    async def purge(
+        self, before: float | None = None, keep: int | None = None, chunk: int = 500
+    ) -> PurgeResult:
+        q = self.q
+        max_seq = 0
+        if keep is not None:
+            row = await self._read(
+                lambda c: c.execute(q["purge_cutoff_seq"], {"keep": keep}).fetchone()
+            )
+            max_seq = int(row[0]) if row else 0
+        params = {
+            "before_id": new_id(before)[:10] if before is not None else "",
+            "max_seq": max_seq,
+            "limit": chunk,
+        }
+        total, paths = 0, []
+        # One chunk per write: the writer interleaves ingest batches between chunks.
+        while True:
+            n, found = await self._write(_purge_chunk(q, params))
+            total += n
+            paths += found
+            if n < chunk:
+                break
+        now = time.time()
+        kv = await self._write(lambda c: c.execute(q["purge_kv"], {"now": now}).rowcount)
+        return PurgeResult(events=total, artifact_paths=tuple(paths), kv=kv)
+
+
+def _purge_chunk(
+    q: dict[str, str], params: dict[str, Any]
+) -> Callable[[sqlite3.Connection], tuple[int, list[str]]]:
+    def op(conn: sqlite3.Connection) -> tuple[int, list[str]]:
+        picked = conn.execute(q["purge_pick"], params).fetchall()
+        if not picked:
+            return 0, []
+        ids = _dumps([r["id"] for r in picked]).decode()
+        paths = [r[0] for r in conn.execute(q["purge_artifact_paths"], {"ids": ids})]
+        conn.execute(q["purge_delete"], {"seqs": _dumps([r["seq"] for r in picked]).decode()})
+        return len(picked), paths
+
+    return op
+
 
 def _settle(results: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
     for fut, value, exc in results:
@@ -497,30 +557,56 @@ def _settle(results: list[tuple[asyncio.Future[Any], Any, BaseException | None]]
 
 
 def migrate(conn: sqlite3.Connection) -> list[int]:
-    """Apply the migrations this database has not seen; returns the versions applied."""
+    """Apply the migrations this database has not seen; returns the versions applied.
+
+    A new, empty database gets ``schema.sql`` in one transaction, stamped with every
+    version (as the PostgreSQL store does); a test proves it equals the migrations replayed.
+    """
     conn.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
         "name TEXT NOT NULL, applied_at REAL NOT NULL)"
     )
     done = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
+    has_events = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'"
+    ).fetchone()
+    todo = [m for m in load_migrations("sqlite") if m[0] not in done]
+    if not done and has_events is None:
+        steps = [(todo, load_schema("sqlite"))]  # one step: the whole schema, every version
+    else:
+        steps = [([m], m[2]) for m in todo]
     applied = []
-    for version, name, sql in load_migrations("sqlite"):
-        if version in done:
-            continue
+    for versions, sql in steps:
         conn.execute("BEGIN IMMEDIATE")
         try:
             for statement in _split(sql):
                 conn.execute(statement)
-            conn.execute(
-                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                (version, name, time.time()),
-            )
+            for version, name, _sql in versions:
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                    (version, name, time.time()),
+                )
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        applied.append(version)
+        applied += [v for v, _, _ in versions]
     return applied
+
+
+def schema_status(conn: sqlite3.Connection) -> tuple[list[tuple[int, str, float]], list[int]]:
+    """``(applied migrations, pending versions)`` of a database, for ``nethook db status``."""
+    has_table = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+    ).fetchone()
+    rows = (
+        conn.execute("SELECT version, name, applied_at FROM schema_migrations ORDER BY version")
+        if has_table
+        else []
+    )
+    applied = [(int(v), str(n), float(a)) for v, n, a in rows]
+    done = {v for v, _, _ in applied}
+    return applied, [v for v, _, _ in load_migrations("sqlite") if v not in done]
 
 
 def _split(sql: str) -> list[str]:

@@ -86,8 +86,29 @@ ON CONFLICT (namespace, key) DO UPDATE
 -- name: kv_delete
 DELETE FROM kv WHERE namespace = :namespace AND key = :key;
 
--- name: purge_before
-DELETE FROM events WHERE received_at < :before AND status NOT IN ('queued', 'running');
+-- name: purge_cutoff_seq
+-- Count retention: the newest seq that falls outside the newest :keep events.
+SELECT seq FROM events ORDER BY seq DESC LIMIT 1 OFFSET :keep;
+
+-- name: purge_pick
+-- One chunk of finished events to delete: older than the id bound (ULIDs start with their
+-- time, so this is a range of the id index) or at most the seq bound. Queued and running
+-- events are work, never purged.
+SELECT seq, id FROM events
+ WHERE status IN ('succeeded', 'dead', 'suppressed')
+   AND (id < :before_id OR seq <= :max_seq)
+ ORDER BY seq
+ LIMIT :limit;
+
+-- name: purge_artifact_paths
+SELECT path FROM artifacts WHERE event_id IN (SELECT value FROM json_each(:ids));
+
+-- name: purge_delete
+-- Runs and artifacts rows go with their events (ON DELETE CASCADE).
+DELETE FROM events WHERE seq IN (SELECT value FROM json_each(:seqs));
+
+-- name: purge_kv
+DELETE FROM kv WHERE expires_at < :now;
 
 -- name: gate_recorded
 SELECT status, output FROM action_runs
