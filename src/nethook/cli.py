@@ -54,6 +54,12 @@ def _load(path: Path | None) -> Config:
         raise typer.Exit(2) from None
 
 
+def _safe_url(url: str) -> str:
+    from .store.pg_schema import safe_url
+
+    return safe_url(url)
+
+
 def _default_token(cfg: Config) -> str | None:
     """The generated token of a ``default`` source that uses the token file, if any."""
     src = (cfg.sources or {}).get("default")
@@ -107,7 +113,9 @@ def serve(
     scheme = "https" if server_cfg.tls else "http"
     shown_host = "127.0.0.1" if server_cfg.host in ("0.0.0.0", "::") else server_cfg.host
     url = f"{scheme}://{shown_host}:{server_cfg.port}"
-    console.print(f"[bold]nethook {__version__}[/bold] on {url}  (store: {cfg.store.url})")
+    console.print(
+        f"[bold]nethook {__version__}[/bold] on {url}  (store: {_safe_url(cfg.store.url)})"
+    )
     if token is not None:
         console.print(
             f"token for source 'default' (saved in {config_mod.TOKEN_FILE_NAME}, mode 0600):"
@@ -184,7 +192,9 @@ def worker(
             loop.add_signal_handler(signal.SIGHUP, lambda: _reload(service, config))
         await service.start()
         assert service.dispatcher is not None
-        console.print(f"nethook worker {service.dispatcher.owner} running (store: {cfg.store.url})")
+        console.print(
+            f"nethook worker {service.dispatcher.owner} running (store: {_safe_url(cfg.store.url)})"
+        )
         await stop.wait()
         await service.stop()
 
@@ -494,6 +504,20 @@ def send(
     raise typer.Exit(0 if ok == report.count else 1)
 
 
+@app.command()
+def demo(
+    workdir: Annotated[Path, typer.Option(help="Where the demo keeps its files.")] = Path(
+        "nethook-demo"
+    ),
+    port: Annotated[int | None, typer.Option(help="HTTP port (default: a free one).")] = None,
+    once: Annotated[bool, typer.Option("--once", help="Stop after the tour (CI).")] = False,
+) -> None:
+    """Run nethook with a simulated router and local API stand-ins, send events, show results."""
+    from .demo import run
+
+    raise typer.Exit(run(workdir, port, once, console))
+
+
 # --------------------------------------------------------------------------- events
 
 
@@ -584,6 +608,37 @@ def events_replay(event_id: str, config: ConfigOpt = None) -> None:
         err.print(f"no event {event_id}")
         raise typer.Exit(1)
     console.print(f"queued {result.id} (replay of {event_id})")
+
+
+@events_app.command("purge")
+def events_purge(
+    config: ConfigOpt = None,
+    older_than_days: Annotated[
+        float | None, typer.Option("--older-than-days", min=0, help="Age limit in days.")
+    ] = None,
+    keep: Annotated[
+        int | None, typer.Option("--keep", min=0, help="Keep at most the newest N events.")
+    ] = None,
+) -> None:
+    """Delete finished events (and their runs and artifact files) by age and/or count now.
+
+    Defaults come from store.retention; queued and running events are never purged.
+    """
+    from .store.retention import purge_once
+
+    cfg = _load(config)
+    age = older_than_days if older_than_days is not None else cfg.store.retention.max_age_days
+    count = keep if keep is not None else cfg.store.retention.max_events
+    if age is None and count is None:
+        err.print(
+            "nothing to purge by: give --older-than-days and/or --keep, or set store.retention"
+        )
+        raise typer.Exit(2)
+    result = _with_store(cfg, lambda s: purge_once(s, cfg.store.data_dir, age, count))
+    console.print(
+        f"purged {result.events} events, {len(result.artifact_paths)} artifact files, "
+        f"{result.kv} expired kv entries"
+    )
 
 
 def _register_parts() -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -56,5 +59,51 @@ ACTION_SECONDS = Histogram(
 )
 
 
+@functools.cache
+def received(source: str) -> Any:
+    """The received counter of one source (labels() costs microseconds; ingest is hot)."""
+    return EVENTS_RECEIVED.labels(source)
+
+
+@functools.cache
+def accepted(source: str) -> Any:
+    return EVENTS_ACCEPTED.labels(source)
+
+
+@functools.cache
+def _action_children(action: str, outcome: str) -> tuple[Any, Any]:
+    return ACTION_RUNS.labels(action, outcome), ACTION_SECONDS.labels(action)
+
+
+def action_run(action: str, ok: bool, seconds: float) -> None:
+    """Count one action attempt and its duration."""
+    runs, duration = _action_children(action, "succeeded" if ok else "failed")
+    runs.inc()
+    duration.observe(seconds)
+
+
 def rejected(source: str, reason: str) -> None:
     EVENTS_REJECTED.labels(source, reason).inc()
+
+
+# Syslog listeners (issue part 5/7). received = stored + dropped + still queued, where
+# dropped excludes reason "kernel": the kernel dropped those before nethook could read them.
+SYSLOG_RECEIVED = Counter(
+    "nethook_syslog_received_total",
+    "Syslog messages read by a listener, by source and transport.",
+    ["source", "transport"],
+    registry=REGISTRY,
+)
+SYSLOG_STORED = Counter(
+    "nethook_syslog_stored_total",
+    "Syslog messages stored as events, by source.",
+    ["source"],
+    registry=REGISTRY,
+)
+SYSLOG_DROPPED = Counter(
+    "nethook_syslog_dropped_total",
+    "Syslog messages not stored, by source and reason: forbidden (sender not allowed), "
+    "too_large, queue_full, store_error, error, shutdown, kernel (socket buffer overflow, UDP).",
+    ["source", "reason"],
+    registry=REGISTRY,
+)

@@ -39,7 +39,31 @@ def component_factories() -> list[ComponentFactory]:
     """Factories in start order. Imports are local: a part's optional dependencies are only
     needed by configs that use it."""
     factories: list[ComponentFactory] = []
+    factories.append(_devices)
+    factories.append(_syslog_listeners)
+    factories.append(_retention)
     return factories
+
+
+def _devices(service: Service) -> Component | None:
+    """Device inventory and SSH session pool when the config names an ``inventory``."""
+    from .devices import devices_component
+
+    return devices_component(service)
+
+
+def _retention(service: Service) -> Component | None:
+    """The periodic purge when ``store.retention`` is set (every node; chunks never block)."""
+    from .store.retention import Purger
+
+    return Purger.from_service(service)
+
+
+def _syslog_listeners(service: Service) -> Component | None:
+    """Syslog listeners for every ``type: syslog`` source (ingress processes only)."""
+    from .ingress.syslog import SyslogComponent
+
+    return SyslogComponent.from_service(service)
 
 
 class Service:

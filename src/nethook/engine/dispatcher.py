@@ -21,7 +21,7 @@ import httpx
 import pydantic
 import structlog
 
-from .. import artifacts
+from .. import artifacts, metrics
 from ..actions.base import ActionContext, ActionResult, get_action
 from ..config import Config
 from ..events import ActionRun, Event, EventStatus, RunStatus
@@ -116,6 +116,7 @@ class Dispatcher:
         self._main: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._ran_any: dict[str, list[bool]] = {}
+        self._final_runs: dict[str, ActionRun] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -275,6 +276,7 @@ class Dispatcher:
             )
         finally:
             self._ran_any.pop(event.id, None)
+            self._final_runs.pop(event.id, None)
 
     async def _process_rules(
         self,
@@ -288,9 +290,9 @@ class Dispatcher:
         elog: Any,
     ) -> Outcome:
         suppressed = 0
-        for rule in rules:
+        for i, rule in enumerate(rules):
             status, error, delay = await self._run_rule(
-                event, rule, book, inventory, done, tries, results, elog
+                event, rule, book, inventory, done, tries, results, elog, last=i == len(rules) - 1
             )
             if status is EventStatus.SUPPRESSED:
                 suppressed += 1
@@ -311,7 +313,12 @@ class Dispatcher:
             await self.store.finish(event.id, self.owner, EventStatus.SUPPRESSED)
             elog.info("event.suppressed", rules=[r.name for r in rules])
             return Outcome(event.id, EventStatus.SUPPRESSED, results)
-        await self.store.finish(event.id, self.owner, EventStatus.SUCCEEDED)
+        final_run = self._final_runs.pop(event.id, None)
+        if final_run is not None:
+            # The last step's record and the event's end share one transaction.
+            await self.store.finish_with_run(event.id, self.owner, EventStatus.SUCCEEDED, final_run)
+        else:
+            await self.store.finish(event.id, self.owner, EventStatus.SUCCEEDED)
         elog.info("event.succeeded", rules=[r.name for r in rules])
         return Outcome(event.id, EventStatus.SUCCEEDED, results)
 
@@ -325,6 +332,7 @@ class Dispatcher:
         tries: dict[str, int],
         all_results: dict[str, Any],
         elog: Any,
+        last: bool = False,
     ) -> tuple[EventStatus, str | None, float | None]:
         results: dict[str, Any] = {}
         all_results[rule.name] = results
@@ -383,21 +391,26 @@ class Dispatcher:
             else:
                 timeout = step.timeout or self.cfg.action_timeout
                 result = await run_action(ctx, step, args, timeout)
-            run_id = await self.store.record_run(
-                ActionRun(
-                    event_id=event.id,
-                    step=step.key,
-                    rule=rule.name,
-                    action=step.action,
-                    attempt=attempt,
-                    status=RunStatus.SUCCEEDED if result.ok else RunStatus.FAILED,
-                    started_at=started,
-                    finished_at=started + result.elapsed,
-                    output=result.output,
-                    error=result.error,
-                    transient=result.transient,
-                )
+            metrics.action_run(step.action, result.ok, result.elapsed)
+            run = ActionRun(
+                event_id=event.id,
+                step=step.key,
+                rule=rule.name,
+                action=step.action,
+                attempt=attempt,
+                status=RunStatus.SUCCEEDED if result.ok else RunStatus.FAILED,
+                started_at=started,
+                finished_at=started + result.elapsed,
+                output=result.output,
+                error=result.error,
+                transient=result.transient,
             )
+            if last and result.ok and not result.artifacts and step is rule.steps[-1]:
+                # Nothing runs after this step: record it together with the event's end.
+                self._final_runs[event.id] = run
+                results[slot] = result.output
+                continue
+            run_id = await self.store.record_run(run)
             for data in result.artifacts:
                 art = await asyncio.to_thread(
                     artifacts.write, self.config.store.data_dir, event.id, step.key, run_id, data
