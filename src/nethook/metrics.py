@@ -82,6 +82,19 @@ def action_run(action: str, ok: bool, seconds: float) -> None:
     duration.observe(seconds)
 
 
+DEVICE_SESSIONS_OPEN = Gauge(
+    "nethook_device_sessions_open",
+    "SSH sessions to devices open in this process.",
+    registry=REGISTRY,
+)
+DEVICE_CONNECTS = Counter(
+    "nethook_device_connects_total",
+    "SSH logins to devices, by outcome (ok, auth_failed, error).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+
+
 def rejected(source: str, reason: str) -> None:
     EVENTS_REJECTED.labels(source, reason).inc()
 

@@ -39,6 +39,7 @@ from typing import Any, TypeVar
 
 import structlog
 
+from .. import metrics
 from ..config import DevicesConfig
 from ..exceptions import PermanentError, TransientError
 from .inventory import Credentials, Device, Inventory
@@ -352,6 +353,7 @@ class SessionPool:
             raise
         except AuthFailed as exc:
             self._slots.release()
+            metrics.DEVICE_CONNECTS.labels("auth_failed").inc()
             self._auth_failed[device.name] = (
                 fingerprint,
                 self.clock() + self.config.auth_failure_hold,
@@ -361,10 +363,13 @@ class SessionPool:
             raise
         except BaseException:
             self._slots.release()
+            metrics.DEVICE_CONNECTS.labels("error").inc()
             raise
         now = self.clock()
         session = Session(device, conn, opened=now, last_used=now)
         self._open.add(session)
+        metrics.DEVICE_CONNECTS.labels("ok").inc()
+        metrics.DEVICE_SESSIONS_OPEN.inc()
         self.stats.connects += 1
         self.stats.per_device[device.name] = self.stats.per_device.get(device.name, 0) + 1
         log.info("ssh.connected", device=device.name, open=len(self._open))
@@ -423,6 +428,7 @@ class SessionPool:
         if session in self._open:
             self._open.discard(session)
             self._slots.release()
+            metrics.DEVICE_SESSIONS_OPEN.dec()
             return True
         return False
 
