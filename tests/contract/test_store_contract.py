@@ -345,3 +345,23 @@ async def test_nul_characters_in_text_fields_are_stored(store: Store) -> None:
     assert len(await store.claim("w", 1, 30)) == 1
     assert await store.record_run(run(a.id, 1, RunStatus.FAILED)) is not None
     assert await store.retry_later(a.id, "w", time.time(), "bad\x00error")
+
+
+async def test_device_slots_hold_across_nodes(stores: StoreFactory) -> None:
+    """devices.per_device counts sessions of every node: kv_update is atomic across them."""
+    from nethook.devices.slots import SharedSlots
+
+    a, b = SharedSlots(await stores(), cap=2), SharedSlots(await stores(), cap=2)
+    results = await asyncio.gather(
+        *(s.try_acquire("r1", f"{name}-{i}") for i in range(5) for s, name in ((a, "a"), (b, "b")))
+    )
+    assert sum(results) == 2  # ten concurrent attempts from two nodes, two slots
+    assert await a.try_acquire("r2", "a-0")  # another device has its own slots
+    winners = [
+        f"{n}-{i}"
+        for (i, n), ok in zip(((i, n) for i in range(5) for n in ("a", "b")), results, strict=True)
+        if ok
+    ]
+    await b.release("r1", winners[0])
+    assert await b.try_acquire("r1", "b-late")
+    assert not await a.try_acquire("r1", "a-late")

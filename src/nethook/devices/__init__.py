@@ -55,7 +55,12 @@ class DevicesComponent:
             # Start-up stops here; say why in the service's own log format first.
             log.error("devices.inventory_invalid", errors=exc.errors)
             raise
-        self.pool = SessionPool(inv, cfg.devices)
+        from .slots import SharedSlots
+
+        # per_device counts sessions across every node that shares the store.
+        self.pool = SessionPool(
+            inv, cfg.devices, slots=SharedSlots(service.store, cfg.devices.per_device)
+        )
         await self.pool.start()
         service.extras["inventory"] = inv.view()
         service.extras["sessions"] = self.pool

@@ -43,6 +43,7 @@ from .. import metrics
 from ..config import DevicesConfig
 from ..exceptions import PermanentError, TransientError
 from .inventory import Credentials, Device, Inventory
+from .slots import SharedSlots
 
 log = structlog.get_logger("nethook.devices")
 
@@ -166,6 +167,8 @@ class Session:
     last_used: float
     uses: int = 0
     broken: bool = False
+    #: This session's lease in the shared per-device slots (several nodes), if any.
+    slot: str | None = None
 
 
 @dataclass
@@ -194,6 +197,7 @@ class SessionPool:
         config: DevicesConfig,
         connector: Connector = netmiko_connect,
         clock: Callable[[], float] = time.monotonic,
+        slots: SharedSlots | None = None,
     ) -> None:
         self.inventory = inventory
         self.config = config
@@ -212,6 +216,8 @@ class SessionPool:
         self._reaper: asyncio.Task[None] | None = None
         self._closed = False
         self._closing: set[Future[None]] = set()
+        self.slots = slots
+        self._slot_tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -232,6 +238,8 @@ class SessionPool:
         pending = [asyncio.wrap_future(f) for f in list(self._closing)]
         if pending:
             await asyncio.wait(pending, timeout=self.config.connect_timeout)
+        if self._slot_tasks:
+            await asyncio.wait(list(self._slot_tasks), timeout=5)
         self.executor.shutdown(wait=False)
 
     def open_count(self) -> int:
@@ -341,7 +349,16 @@ class SessionPool:
                     f"{until - self.clock():.0f}s more"
                 )
             del self._auth_failed[device.name]
-        await self._acquire_slot()
+        token = None
+        if self.slots is not None:
+            # The device's vty lines are shared by every node: lease one in the store first.
+            token = self.slots.new_token()
+            await self.slots.acquire(device.name, token, self.config.connect_timeout)
+        try:
+            await self._acquire_slot()
+        except BaseException:
+            self._release_shared(device.name, token)
+            raise
         future = self.executor.submit(self.connector, device, creds, self.config)
         try:
             conn = await asyncio.wrap_future(future)
@@ -349,10 +366,12 @@ class SessionPool:
             # The login goes on in its thread; if it succeeds, log straight out again
             # rather than leave a vty line taken by a session nobody holds.
             self._slots.release()
+            self._release_shared(device.name, token)
             future.add_done_callback(_close_if_connected)
             raise
         except AuthFailed as exc:
             self._slots.release()
+            self._release_shared(device.name, token)
             metrics.DEVICE_CONNECTS.labels("auth_failed").inc()
             self._auth_failed[device.name] = (
                 fingerprint,
@@ -363,10 +382,11 @@ class SessionPool:
             raise
         except BaseException:
             self._slots.release()
+            self._release_shared(device.name, token)
             metrics.DEVICE_CONNECTS.labels("error").inc()
             raise
         now = self.clock()
-        session = Session(device, conn, opened=now, last_used=now)
+        session = Session(device, conn, opened=now, last_used=now, slot=token)
         self._open.add(session)
         metrics.DEVICE_CONNECTS.labels("ok").inc()
         metrics.DEVICE_SESSIONS_OPEN.inc()
@@ -428,6 +448,8 @@ class SessionPool:
         if session in self._open:
             self._open.discard(session)
             self._slots.release()
+            self._release_shared(session.device.name, session.slot)
+            session.slot = None
             metrics.DEVICE_SESSIONS_OPEN.dec()
             return True
         return False
@@ -441,10 +463,24 @@ class SessionPool:
                 self._closing.add(future)
                 future.add_done_callback(self._closing.discard)
 
+    def _release_shared(self, device: str, token: str | None) -> None:
+        """Give a shared slot back (in the background: callers may be synchronous)."""
+        if self.slots is None or token is None:
+            return
+        task = asyncio.get_running_loop().create_task(self.slots.release(device, token))
+        self._slot_tasks.add(task)
+        task.add_done_callback(self._slot_tasks.discard)
+
     async def _reap(self) -> None:
         interval = max(0.5, min(self.config.idle_timeout / 2, 30.0))
+        if self.slots is not None:
+            interval = min(interval, self.slots.ttl / 3)
         while True:
             await asyncio.sleep(interval)
+            if self.slots is not None:
+                held = [(s.device.name, s.slot) for s in self._open if s.slot is not None]
+                with contextlib.suppress(Exception):  # a store hiccup: try again next round
+                    await self.slots.renew(held)
             now = self.clock()
             for sessions in list(self._idle.values()):
                 for s in list(sessions):

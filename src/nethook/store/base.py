@@ -122,6 +122,18 @@ class Store(ABC):
         group, restarts and other nodes all see one history.
         """
 
+    async def kv_update(self, key: str, fn: Callable[[Any | None], tuple[Any, Any | None]]) -> Any:
+        """Read-modify-write one shared value atomically across nodes: ``fn(state)`` returns
+        (result, new state or None to delete). Built on ``gate``'s locking; nothing is
+        recorded as a run."""
+
+        def decide(state: Any | None) -> tuple[dict[str, Any], Any | None]:
+            result, new_state = fn(state)
+            return {"verdict": "none", "result": result}, new_state
+
+        decision = await self.gate("", f"kv:{key}", "", key, decide)
+        return decision.get("result")
+
     @abstractmethod
     async def get_event(self, event_id: str) -> Event | None: ...
 
