@@ -192,3 +192,19 @@ def test_joke_route_answers_synchronously(make_server: Any, httpserver: Any) -> 
     assert body["status"] == "succeeded"
     assert body["joke"] == "I would tell you a UDP joke, but you might not get it."
     assert httpx.post(f"{srv.url}/joke", timeout=10).status_code == 401
+
+
+def test_logs_are_json_lines_with_event_context(server: Server) -> None:
+    r = post_event(server.url, {"event": "logged", "data": {}})
+    assert r.status_code == 202
+    event_id = r.json()["id"]
+    server.wait_settled()
+    lines = [json.loads(line) for line in server.log().splitlines() if line.startswith("{")]
+    finished = [
+        e for e in lines if e.get("event") == "action.finished" and e.get("event_id") == event_id
+    ]
+    assert finished, "no action.finished line for the event"
+    line = finished[0]
+    assert line["source"] == "default" and line["type"] == "logged"
+    assert line["rule"] == "log all" and line["action"] == "log" and line["ok"] is True
+    assert "timestamp" in line and line["level"] == "info"

@@ -389,9 +389,19 @@ class Dispatcher:
             except PermanentError as exc:
                 result = ActionResult(ok=False, error=str(exc))
             else:
+                if isinstance(args, dict) and isinstance(args.get("device"), str):
+                    # Device actions' log lines say which device (filterable in log search).
+                    ctx.log = ctx.log.bind(device=args["device"])
                 timeout = step.timeout or self.cfg.action_timeout
                 result = await run_action(ctx, step, args, timeout)
             metrics.action_run(step.action, result.ok, result.elapsed)
+            ctx.log.info(
+                "action.finished",
+                ok=result.ok,
+                attempt=attempt,
+                elapsed=round(result.elapsed, 4),
+                error=result.error,
+            )
             run = ActionRun(
                 event_id=event.id,
                 step=step.key,
