@@ -9,6 +9,7 @@ is compared with in ``anchors`` and append an instance to :data:`TARGETS`.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -326,6 +327,29 @@ class NethookTlsTarget(NethookTarget):
     tls = True
 
 
+class NethookSplitTarget(NethookTarget):
+    """Ingest and dispatch in two processes (``serve --no-workers`` + ``nethook worker``).
+
+    The in-process dispatcher shares ingest's core (one Python process, one GIL); split,
+    ingest gets a core of its own. The durability check still applies; the worker may
+    still be draining the queue when the run ends (the queue is the buffer).
+    """
+
+    name = "nethook-split"
+    description = "nethook serve --no-workers + nethook worker (two processes), SQLite"
+    anchors = ("bare",)
+
+    def prepare(self, workdir: Path, port: int) -> Launch:
+        launch = super().prepare(workdir, port)
+        split = [
+            sys.executable,
+            str(Path(__file__).parent / "_split.py"),
+            str(self.binary),
+            launch.argv[-1],
+        ]
+        return dataclasses.replace(launch, argv=split)
+
+
 #: Every target, in the order they run.  Extend here.  Each variant runs right after the
 #: anchors it is compared with, so slow drift in a shared machine's load hurts less.
 TARGETS: dict[str, Target] = {
@@ -333,6 +357,7 @@ TARGETS: dict[str, Target] = {
     for t in (
         BareTarget(),
         NethookTarget(),
+        NethookSplitTarget(),
         WebhookTarget(),
         NethookGithubTarget(),
         BareTlsTarget(),

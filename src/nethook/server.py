@@ -78,6 +78,9 @@ class LimitedHttpTools(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
         if self._in_head and not self.transport.is_closing():
+            # Most heads arrive in one read: only a head still incomplete needs a deadline.
+            if self._head_timer is None:
+                self._arm()
             # Still inside a request head after this chunk: count what it has cost so far.
             self._head_bytes += len(data)
             if self._head_bytes > self.max_header_bytes:
@@ -94,8 +97,6 @@ class LimitedHttpTools(HttpToolsProtocol):
         super().on_message_begin()
         self._in_head = True
         self._head_bytes = 0
-        if self._head_timer is None:
-            self._arm()
 
     def on_headers_complete(self) -> None:
         self._in_head = False

@@ -411,7 +411,7 @@ class SyslogListener:
                 metrics.SYSLOG_RECEIVED.labels(self.name, label).inc(delta)
             elif kind == "stored":
                 metrics.SYSLOG_STORED.labels(self.name).inc(delta)
-                metrics.EVENTS_ACCEPTED.labels(self.name).inc(delta)
+                metrics.accepted(self.name, delta)
             else:
                 metrics.SYSLOG_DROPPED.labels(self.name, label).inc(delta)
             self._published[key] = total
