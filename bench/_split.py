@@ -17,7 +17,10 @@ def main() -> int:
     worker = subprocess.Popen([binary, "worker", "--config", config])
     server = subprocess.Popen([binary, "serve", "--config", config, "--no-workers"])
 
+    stopping = []
+
     def stop(*_: object) -> None:
+        stopping.append(True)
         for proc in (server, worker):
             if proc.poll() is None:
                 proc.terminate()
@@ -25,9 +28,11 @@ def main() -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     code = server.wait()
+    asked = bool(stopping)
     stop()
     worker.wait(15)
-    return code
+    # uvicorn re-raises the SIGTERM it handled: that is a clean stop we asked for.
+    return 0 if asked and code in (0, -signal.SIGTERM) else code
 
 
 if __name__ == "__main__":
