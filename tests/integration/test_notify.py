@@ -26,6 +26,7 @@ from pytest_httpserver import HTTPServer
 from standardwebhooks.webhooks import Webhook
 from werkzeug import Request, Response
 
+from conftest import require_service
 from nethook import config as config_mod
 from nethook.engine.dispatcher import Dispatcher
 from nethook.events import Event, EventDraft, EventStatus
@@ -302,7 +303,7 @@ def v6() -> Iterator[Counter]:
     try:
         c = Counter("::1")
     except OSError as exc:
-        pytest.skip(f"no IPv6 loopback: {exc}")
+        require_service("IPv6 loopback", str(exc))
     yield c
     c.close()
 
