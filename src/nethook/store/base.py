@@ -198,6 +198,33 @@ class Store(ABC):
         )
 
 
+def event_list_query(
+    flt: EventFilter, param: Callable[[str], str], text_match: str
+) -> tuple[str, dict[str, Any]]:
+    """The history query for both dialects: ``param("x")`` spells a placeholder (``:x`` or
+    ``%(x)s``); ``text_match`` is the dialect's free-text condition over ``{text}`` and
+    ``{raw}`` placeholders."""
+    where, params = [], {}
+    for col in ("status", "type", "source"):
+        value = getattr(flt, col)
+        if value:
+            where.append(f"{col} = {param(col)}")
+            params[col] = value
+    if flt.text:
+        where.append(text_match.format(text=param("text"), raw=param("raw")))
+        params["text"] = f"%{flt.text}%"
+        params["raw"] = flt.text
+    if flt.before_seq is not None:
+        where.append(f"seq < {param('before')}")
+        params["before"] = flt.before_seq
+    sql = "SELECT * FROM events"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += f" ORDER BY seq DESC LIMIT {param('limit')}"
+    params["limit"] = max(1, min(flt.limit, 1000))
+    return sql, params
+
+
 # --------------------------------------------------------------------------- SQL files
 
 _NAME = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.M)

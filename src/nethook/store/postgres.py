@@ -40,9 +40,9 @@ from ..config import StoreConfig
 from ..events import ActionRun, AppendResult, Artifact, Event, EventDraft, EventStatus, new_id
 from ..exceptions import StoreUnavailable
 from . import pg_schema
-from .base import EventFilter, PurgeResult, Store, load_queries
+from .base import EventFilter, PurgeResult, Store, event_list_query, load_queries
 from .pg_batch import Batcher, Finish, clean, finish_many, insert_events, insert_runs
-from .sqlite import artifact_from_row, draft_params, event_from_row, run_from_row
+from .rows import artifact_from_row, draft_params, event_from_row, run_from_row
 
 log = structlog.get_logger("nethook.store.postgres")
 
@@ -403,24 +403,11 @@ class PostgresStore(Store):
         return event_from_row(rows[0]) if rows else None
 
     async def list_events(self, flt: EventFilter) -> list[Event]:
-        where, params = [], {}
-        for col in ("status", "type", "source"):
-            value = getattr(flt, col)
-            if value:
-                where.append(f"{col} = %({col})s")
-                params[col] = value
-        if flt.text:
-            where.append("(data::text ILIKE %(text)s OR type ILIKE %(text)s OR id = %(raw)s)")
-            params["text"] = f"%{flt.text}%"
-            params["raw"] = flt.text
-        if flt.before_seq is not None:
-            where.append("seq < %(before)s")
-            params["before"] = flt.before_seq
-        sql = "SELECT * FROM events"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY seq DESC LIMIT %(limit)s"
-        params["limit"] = max(1, min(flt.limit, 1000))
+        sql, params = event_list_query(
+            flt,
+            lambda name: f"%({name})s",
+            "(data::text ILIKE {text} OR type ILIKE {text} OR id = {raw})",
+        )
         return [event_from_row(r) for r in await self._rows(sql, params)]
 
     async def list_runs(self, event_id: str) -> list[ActionRun]:

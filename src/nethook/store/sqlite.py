@@ -33,96 +33,28 @@ from ..events import (
     new_id,
 )
 from ..exceptions import StoreUnavailable
-from .base import EventFilter, PurgeResult, Store, load_migrations, load_queries, load_schema
+from .base import (
+    EventFilter,
+    PurgeResult,
+    Store,
+    event_list_query,
+    load_migrations,
+    load_queries,
+    load_schema,
+)
+from .rows import (
+    _dumps,
+    artifact_from_row,
+    draft_params,
+    event_from_row,
+    run_from_row,
+    run_params,
+)
 
 T = TypeVar("T")
 _Op = Callable[[sqlite3.Connection], Any]
 _STOP = object()
 _MAX_BATCH = 512
-
-
-def _dumps(value: Any) -> bytes:
-    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
-
-
-def event_from_row(row: sqlite3.Row | dict[str, Any]) -> Event:
-    r = dict(row)
-    return Event(
-        id=r["id"],
-        source=r["source"],
-        type=r["type"],
-        timestamp=r["timestamp"],
-        received_at=r["received_at"],
-        data=orjson.loads(r["data"]),
-        meta=orjson.loads(r["meta"]),
-        status=EventStatus(r["status"]),
-        delivery_id=r["delivery_id"],
-        attempts=r["attempts"],
-        available_at=r["available_at"],
-        lease_owner=r["lease_owner"],
-        lease_expires=r["lease_expires"],
-        error=r["error"],
-        depth=r["depth"],
-        replay_of=r["replay_of"],
-        finished_at=r["finished_at"],
-        seq=r["seq"],
-    )
-
-
-def run_from_row(row: sqlite3.Row | dict[str, Any]) -> ActionRun:
-    r = dict(row)
-    return ActionRun(
-        id=r["id"],
-        event_id=r["event_id"],
-        step=r["step"],
-        rule=r["rule"],
-        action=r["action"],
-        attempt=r["attempt"],
-        status=RunStatus(r["status"]),
-        started_at=r["started_at"],
-        finished_at=r["finished_at"],
-        output=orjson.loads(r["output"]) if r["output"] is not None else None,
-        error=r["error"],
-        transient=bool(r["transient"]),
-    )
-
-
-def artifact_from_row(row: sqlite3.Row | dict[str, Any]) -> Artifact:
-    return Artifact(**dict(row))
-
-
-def run_params(run: ActionRun) -> dict[str, Any]:
-    return {
-        "event_id": run.event_id,
-        "step": run.step,
-        "rule": run.rule,
-        "action": run.action,
-        "attempt": run.attempt,
-        "status": str(run.status),
-        "started_at": run.started_at,
-        "finished_at": run.finished_at,
-        "output": _dumps(run.output) if run.output is not None else None,
-        "error": run.error,
-        "transient": int(run.transient),
-    }
-
-
-def draft_params(draft: EventDraft, now: float) -> dict[str, Any]:
-    from datetime import UTC, datetime
-
-    ts = draft.timestamp or datetime.fromtimestamp(now, UTC).isoformat().replace("+00:00", "Z")
-    return {
-        "id": new_id(now),
-        "source": draft.source,
-        "type": draft.type,
-        "timestamp": ts,
-        "received_at": now,
-        "delivery_id": draft.delivery_id,
-        "data": _dumps(draft.data),
-        "meta": _dumps(draft.meta),
-        "depth": draft.depth,
-        "replay_of": draft.replay_of,
-    }
 
 
 class SQLiteStore(Store):
@@ -439,24 +371,11 @@ class SQLiteStore(Store):
         return event_from_row(row) if row else None
 
     async def list_events(self, flt: EventFilter) -> list[Event]:
-        where, params = [], {}
-        for col in ("status", "type", "source"):
-            value = getattr(flt, col)
-            if value:
-                where.append(f"{col} = :{col}")
-                params[col] = value
-        if flt.text:
-            where.append("(CAST(data AS TEXT) LIKE :text OR type LIKE :text OR id = :raw)")
-            params["text"] = f"%{flt.text}%"
-            params["raw"] = flt.text
-        if flt.before_seq is not None:
-            where.append("seq < :before")
-            params["before"] = flt.before_seq
-        sql = "SELECT * FROM events"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY seq DESC LIMIT :limit"
-        params["limit"] = max(1, min(flt.limit, 1000))
+        sql, params = event_list_query(
+            flt,
+            lambda name: f":{name}",
+            "(CAST(data AS TEXT) LIKE {text} OR type LIKE {text} OR id = {raw})",
+        )
         rows = await self._read(lambda c: c.execute(sql, params).fetchall())
         return [event_from_row(r) for r in rows]
 
