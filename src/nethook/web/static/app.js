@@ -84,7 +84,14 @@
     }, 1500);
   }
 
+  // Between a filter swap and the reconnect, the old (differently filtered) stream may
+  // still deliver: only the current stream writes into the current list.
+  function stale(message) {
+    return message.target !== stream || document.getElementById("events") !== section;
+  }
+
   function onNew(message) {
+    if (stale(message)) return;
     const r = JSON.parse(message.data);
     const tbody = document.getElementById("rows");
     if (!tbody) return;
@@ -97,6 +104,7 @@
   }
 
   function onUpdate(message) {
+    if (stale(message)) return;
     const r = JSON.parse(message.data);
     const tbody = document.getElementById("rows");
     if (!tbody) return;
