@@ -188,13 +188,13 @@ async def _ingest(request: Request, service: Service, src: Source) -> Response:
         log.warning("ingest.forbidden", source=src.name, client=client)
         raise RequestRejected(403, "forbidden", "this address may not post to this source")
     if src.limiter is not None:
-        wait = await src.limiter.acquire(client)
-        if wait:
+        delay = await src.limiter.acquire(client)
+        if delay:
             raise RequestRejected(
                 429,
                 "rate_limited",
                 "too many requests; slow down",
-                {"Retry-After": retry_after_header(wait)},
+                {"Retry-After": retry_after_header(delay)},
             )
     if not src.verifier.needs_body:
         _verify(src, headers, b"", now, client)
@@ -214,7 +214,7 @@ async def _ingest(request: Request, service: Service, src: Source) -> Response:
         )
     # A bad ?wait= is refused now, not after the event is stored (a 400 for a stored event
     # would make the sender retry what was in fact accepted).
-    _wait_seconds(src, request)
+    wait = _wait_seconds(src, request)
     body = await read_capped(
         request,
         src.max_payload,
@@ -265,7 +265,7 @@ async def _ingest(request: Request, service: Service, src: Source) -> Response:
         metrics.accepted(src.name, fresh)
     if fresh < len(results):
         metrics.EVENTS_DUPLICATE.labels(src.name).inc(len(results) - fresh)
-    return await _reply(service, src, request, results)
+    return await _reply(service, src, results, wait)
 
 
 # orjson parses up to 1024 levels but serialises at most 254, and the API wraps stored data
@@ -352,7 +352,7 @@ def _wait_seconds(src: Source, request: Request) -> float | None:
 
 
 async def _reply(
-    service: Service, src: Source, request: Request, results: list[AppendResult]
+    service: Service, src: Source, results: list[AppendResult], wait: float | None
 ) -> Response:
     fresh = [r for r in results if not r.duplicate]
     if not fresh:
@@ -361,7 +361,6 @@ async def _reply(
         if len(results) > 1:
             body["ids"] = [r.id for r in results]
         return _custom_reply(src, 200, body) if src.reply else json_response(200, body)
-    wait = _wait_seconds(src, request)
     if wait and service.dispatcher is not None and len(fresh) == 1:
         outcome = await service.wait_outcome(fresh[0].id, wait)
         if outcome is not None and outcome.status is not EventStatus.QUEUED:
