@@ -27,6 +27,8 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from .config import CLASSIC_RULES
+
 DEVICE_USER = "demo"
 JOKES = [
     "I'm reading a book about anti-gravity. It's impossible to put down.",
@@ -280,20 +282,8 @@ def write_files(
             "alerts": {"format": "alertmanager", "auth": {"type": "bearer", "token": alert_token}},
         },
         "rules": [
-            {"name": "tell a joke", "on": {"type": "joke_request"}, "do": [{"joke": {}}]},
-            {
-                "name": "draw cards",
-                "on": {"type": "card_draw"},
-                "do": [
-                    {
-                        "card_draw": {
-                            "deck_id": "{{ event.data.deck_id | default('new') }}",
-                            "count": "{{ event.data.count | default(1) }}",
-                            "game_session": "{{ event.data.game_session | default('') }}",
-                        }
-                    }
-                ],
-            },
+            # The classic joke and card rules exactly as the embedded default has them.
+            *(r for r in CLASSIC_RULES if r["name"] in ("tell a joke", "draw cards")),
             {
                 "name": "device status check",
                 "on": {"type": "device_status_check"},
