@@ -41,8 +41,31 @@ def wait_port(host: str, port: int, timeout: float = 15.0) -> None:
     raise TimeoutError(f"{host}:{port} did not open within {timeout}s")
 
 
+class ProcessHandle:
+    """A nethook subprocess writing to ``log_path``: read its log, stop it, kill it."""
+
+    proc: subprocess.Popen[bytes] | None
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
 @dataclass
-class Server:
+class Server(ProcessHandle):
     """A ``nethook serve`` subprocess on loopback."""
 
     config_path: Path
@@ -94,22 +117,6 @@ class Server:
                 pass
             time.sleep(0.05)
         raise TimeoutError(f"server not ready:\n{self.log()}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
     def db_rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         conn = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -35,7 +34,16 @@ import httpx
 import pytest
 import yaml
 
-from conftest import NETHOOK, TOKEN, Server, base_config, free_port, require_service, wait_port
+from conftest import (
+    NETHOOK,
+    TOKEN,
+    ProcessHandle,
+    Server,
+    base_config,
+    free_port,
+    require_service,
+    wait_port,
+)
 
 pytestmark = pytest.mark.reliability
 
@@ -139,7 +147,7 @@ def peer(tmp_path: Path) -> Iterator[CountingPeer]:
 
 
 @dataclass
-class Worker:
+class Worker(ProcessHandle):
     """A ``nethook worker`` subprocess."""
 
     config_path: Path
@@ -166,22 +174,6 @@ class Worker:
                 return
             time.sleep(0.05)
         raise TimeoutError(f"worker not ready:\n{self.log()}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
 
 def cluster_config(workdir: Path, url: str, peer: CountingPeer) -> dict[str, Any]:
