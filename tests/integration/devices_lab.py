@@ -20,6 +20,8 @@ from typing import Any
 import paramiko
 import yaml
 
+from conftest import free_port
+
 USERNAME = "netops"
 PASSWORD = "lab-password-1"
 
@@ -39,12 +41,6 @@ CONFIG_LINES = (
 
 _PROMPTS = ["{base_prompt}>", "{base_prompt}#"]
 _CONFIG = "{base_prompt}(config)#"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_port(port: int, timeout: float = 15.0) -> None:

@@ -34,9 +34,8 @@ BURST = 20_000
 
 
 def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    # Listeners here bind UDP and TCP on the same number.
+    return free_port(udp=True)
 
 
 class Syslog:
