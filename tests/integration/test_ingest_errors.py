@@ -292,11 +292,21 @@ def test_unknown_post_route_is_404_json(server: Server) -> None:
     assert server.event_count() == before
 
 
-@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
-def test_wrong_method_on_events_is_405_json(server: Server, method: str) -> None:
-    r = httpx.request(method, f"{server.url}/events", headers=headers(), timeout=5)
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("GET", "/events", "POST"),
+        ("PUT", "/events", "POST"),
+        ("DELETE", "/events", "POST"),
+        ("GET", "/hooks/default", "POST"),
+        ("POST", "/health", "GET"),
+        ("DELETE", "/api/events", "GET"),
+    ],
+)
+def test_wrong_method_is_405_json(server: Server, method: str, path: str, allowed: str) -> None:
+    r = httpx.request(method, f"{server.url}{path}", headers=headers(), timeout=5)
     assert_refused(r, 405, "method_not_allowed")
-    assert "POST" in r.headers.get("allow", "")
+    assert r.headers.get("allow", "").split(", ") == [allowed]
 
 
 def test_no_refusal_stored_anything(server: Server) -> None:

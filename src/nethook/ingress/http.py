@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -17,7 +18,7 @@ import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.requests import ClientDisconnect
-from starlette.routing import Match, Route
+from starlette.routing import Route
 
 from .. import metrics
 from ..events import AppendResult, EventStatus
@@ -413,29 +414,27 @@ async def post_hook(source: str, request: Request) -> Response:
     return await ingest(request, source)
 
 
-async def _fast_event(request: Request) -> Response:
-    return await ingest(request, "default")
-
-
-async def _fast_hook(request: Request) -> Response:
-    return await ingest(request, request.path_params["source"])
-
-
-def fast_routes() -> list[Route]:
-    """Starlette routes for the ingest endpoints (same handlers, no dependency solving)."""
-    return [
-        Route("/events", _fast_event, methods=["POST"], include_in_schema=False),
-        Route("/hooks/{source}", _fast_hook, methods=["POST"], include_in_schema=False),
-    ]
+def _flat_routes(routes: list[Any]) -> Iterator[Any]:
+    # Recent FastAPI keeps an included router as one entry pointing at the original.
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            yield from _flat_routes(inner.routes)
+        else:
+            yield route
 
 
 def _allowed_methods(request: Request) -> list[str]:
     methods: set[str] = set()
-    for route in request.app.router.routes:
-        if isinstance(route, Route) and route.path != "/{path:path}":
-            match, _ = route.matches({**request.scope, "method": "\x00"})
-            if match is not Match.NONE and route.methods:
-                methods |= route.methods
+    path = request.scope["path"]
+    for route in _flat_routes(request.app.router.routes):
+        if (
+            isinstance(route, Route)
+            and route.path != "/{path:path}"
+            and route.methods
+            and route.path_regex.match(path)
+        ):
+            methods |= route.methods
     return sorted(methods)
 
 
