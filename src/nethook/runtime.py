@@ -114,6 +114,44 @@ def build_limiter(source: str, rate: RateLimitConfig) -> RateLimiter | None:
     return SharedRateLimiter(source, rate.storage, rate.requests_per_minute, rate.burst)
 
 
+def check_syslog_listeners(cfg: Config) -> list[str]:
+    """Syslog ``listen:`` and ``allow:`` problems, found by ``config check`` and not only at bind.
+
+    Two sources on one transport and port would have the second fail to bind at start-up
+    (or, for ``[::]`` and ``0.0.0.0``, take part of the other's traffic): refused here.
+    """
+    from .ingress.syslog_transport import parse_listen
+
+    errors: list[str] = []
+    taken: list[tuple[str, int, str, str]] = []  # transport, port, host, source
+    for name, sc in (cfg.sources or {}).items():
+        if sc.type != "syslog":
+            continue
+        try:
+            addresses = parse_listen(sc.listen, f"sources.{name}.listen")
+            parse_networks(sc.allow, f"sources.{name}.allow")
+        except ConfigError as exc:
+            errors.extend(exc.errors)
+            continue
+        for addr in addresses:
+            for transport, port, host, other in taken:
+                if (
+                    addr.port
+                    and (transport, port) == (addr.transport, addr.port)
+                    and (host == addr.host or {host, addr.host} & _WILDCARDS)
+                ):
+                    errors.append(
+                        f"sources.{name}.listen: {addr} overlaps {transport} port {port}"
+                        f" of sources.{other}"
+                    )
+                    break
+            taken.append((addr.transport, addr.port, addr.host, name))
+    return errors
+
+
+_WILDCARDS = {"0.0.0.0", "::"}
+
+
 def build_sources(cfg: Config) -> dict[str, Source]:
     errors: list[str] = []
     out: dict[str, Source] = {}
@@ -201,6 +239,7 @@ class Runtime:
                 if path in paths:
                     errors.append(f"sources.{name}.path: {path} is already used by {paths[path]}")
                 paths[path] = name
+        errors.extend(check_syslog_listeners(cfg))
         trusted: tuple[Network, ...] = ()
         try:
             trusted = parse_networks(cfg.security.trusted_proxies, "security.trusted_proxies")

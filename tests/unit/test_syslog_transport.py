@@ -22,6 +22,38 @@ def test_parse_listen() -> None:
             parse_listen(bad, "sources.x.listen")
 
 
+def _config(sources: dict[str, Any]) -> Any:
+    from nethook.config import from_dict
+
+    return from_dict({"store": {"url": "sqlite:///:memory:"}, "sources": sources})
+
+
+def test_config_check_finds_bad_and_overlapping_listeners() -> None:
+    from nethook.runtime import Runtime, check_syslog_listeners
+
+    cfg = _config(
+        {
+            "default": {"auth": {"type": "none"}},
+            "a": {"type": "syslog", "listen": "udp://127.0.0.1:5514, tcp://127.0.0.1:5514"},
+            # Same port, other host: fine. Same port on the wildcard: overlaps a.
+            "b": {"type": "syslog", "listen": "udp://127.0.0.2:5514"},
+            "c": {"type": "syslog", "listen": "tcp://[::]:5514"},
+            "d": {"type": "syslog", "listen": "http://127.0.0.1:80"},
+            "e": {"type": "syslog", "listen": "udp://127.0.0.1:6514", "allow": ["10.0.0.0/33"]},
+        }
+    )
+    errors = check_syslog_listeners(cfg)
+    assert len(errors) == 3, errors
+    assert errors[0].startswith(
+        "sources.c.listen: tcp://[::]:5514 overlaps tcp port 5514 of sources.a"
+    )
+    assert errors[1].startswith("sources.d.listen: 'http://127.0.0.1:80'")
+    assert errors[2].startswith("sources.e.allow")
+    with pytest.raises(ConfigError) as info:
+        Runtime.build(cfg)
+    assert info.value.errors == errors
+
+
 def test_plain_address() -> None:
     assert plain_address("::ffff:10.0.0.1") == "10.0.0.1"
     assert plain_address("2001:DB8::1") == "2001:db8::1"
