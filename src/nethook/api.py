@@ -14,15 +14,19 @@ import ipaddress
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
+import structlog
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, Response
 
 from .exceptions import RequestRejected
 from .ingress.http import json_response
+from .security.limits import FailedLogins, client_address, retry_after_header
 from .store.base import EventFilter
 
 if TYPE_CHECKING:
     from .app import Service
+
+log = structlog.get_logger("nethook.api")
 
 
 def _service(request: Request) -> Service:
@@ -37,11 +41,51 @@ def _is_loopback(host: str | None) -> bool:
         return False
 
 
+def admin_client(request: Request) -> str:
+    """The client address admin auth failures are counted against."""
+    peer = request.client.host if request.client else None
+    trusted = _service(request).runtime.trusted_proxies
+    return client_address(peer, request.headers.get("x-forwarded-for"), trusted)
+
+
+def failed_logins(request: Request) -> FailedLogins:
+    """The service's brake on wrong admin credentials (rebuilt when a reload changes it)."""
+    service = _service(request)
+    per_minute = service.config.admin.failed_logins_per_minute
+    guard = service.failed_logins
+    if guard is None or guard.per_minute != per_minute:
+        guard = service.failed_logins = FailedLogins(per_minute)
+    return guard
+
+
+def refuse_if_locked(request: Request, client: str) -> None:
+    """429 before any credential is compared, once ``client`` has used up its failures."""
+    wait = failed_logins(request).retry_after(client)
+    if wait:
+        raise RequestRejected(
+            429,
+            "too_many_attempts",
+            "too many failed admin logins from this address; retry later",
+            {"Retry-After": retry_after_header(wait)},
+        )
+
+
+def login_failed(request: Request, client: str, how: str) -> None:
+    failed_logins(request).failed(client)
+    # The address and the method, never what was presented.
+    log.warning("admin.auth_failed", client=client, method=how)
+
+
 def require_admin(request: Request) -> None:
     """Admin token (Bearer) or Basic credentials; loopback-only when none are configured."""
     admin = _service(request).config.admin
     auth = request.headers.get("authorization", "")
     scheme, _, value = auth.partition(" ")
+    configured = admin.token is not None or admin.password is not None
+    presented = configured and scheme.lower() in ("bearer", "basic")
+    client = admin_client(request) if presented else ""
+    if presented:
+        refuse_if_locked(request, client)
     if (
         admin.token is not None
         and scheme.lower() == "bearer"
@@ -57,9 +101,10 @@ def require_admin(request: Request) -> None:
         ok_pass = hmac.compare_digest(password.encode(), admin.password.get_secret_value().encode())
         if ok_user and ok_pass:
             return
-    configured = admin.token is not None or admin.password is not None
     if not configured and _is_loopback(request.client.host if request.client else None):
         return
+    if presented:
+        login_failed(request, client, scheme.lower())
     raise RequestRejected(
         401,
         "unauthorized",

@@ -367,6 +367,9 @@ class AdminConfig(_Model):
     token: SecretStr | None = None
     username: str | None = None
     password: SecretStr | None = None
+    # Wrong admin credentials (login form, Basic, Bearer) allowed per client address and
+    # minute, after a first burst of as many; then 429 until the budget refills.
+    failed_logins_per_minute: int = Field(10, ge=1, le=10000)
 
 
 class Config(_Model):

@@ -37,6 +37,8 @@ NOTES: dict[str, str] = {
     "security": "defaults for every source",
     "apis": "outside APIs the built-in actions call (`dad_jokes`, `deck_of_cards`)",
     "admin": "credentials for `/api` and the dashboard; none: loopback only",
+    "admin.failed_logins_per_minute": "wrong admin credentials allowed per client address and"
+    " minute (after a first burst of as many); then 429 until the budget refills",
     "vars": "values rules see as `vars`",
     "sources": "senders; none: a token-protected `default` source (POST /events)",
     "rules": "none: the three classic rules",

@@ -19,6 +19,7 @@ from .config import Config
 from .engine.dispatcher import Dispatcher, Outcome
 from .exceptions import ConfigError
 from .runtime import Runtime
+from .security.limits import FailedLogins
 from .store import Store
 
 log = structlog.get_logger("nethook.service")
@@ -83,6 +84,8 @@ class Service:
         self.extras: dict[str, Any] = {}
         self.components: list[Component] = []
         self.config_path: Path | None = None
+        #: Wrong admin credentials per client (see api.failed_logins).
+        self.failed_logins: FailedLogins | None = None
 
     @property
     def config(self) -> Config:

@@ -940,3 +940,65 @@ def test_a_credential_header_sent_twice_is_refused(server_for_repeat: Server) ->
 @pytest.fixture
 def server_for_repeat(make_server: Any) -> Server:
     return make_server()  # type: ignore[no-any-return]
+
+
+# --------------------------------------------------------------------------- admin brute force
+
+ADMIN_TOKEN = "admin-token-5e1f0c9a7b3d24e8"
+ADMIN_PASSWORD = "admin-pass-90ab12cd34ef"
+
+
+def test_wrong_admin_credentials_are_braked_per_address(make_server: Any) -> None:
+    """Three wrong tries a minute here: the fourth is 429 before any compare, for the API
+    and the login form alike, even with the right credentials; the log says who, not what."""
+    srv = make_server(
+        admin={
+            "token": ADMIN_TOKEN,
+            "username": "ops",
+            "password": ADMIN_PASSWORD,
+            "failed_logins_per_minute": 3,
+        }
+    )
+    api = f"{srv.url}/api/events"
+    good = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    # Right credentials spend nothing.
+    for _ in range(5):
+        assert httpx.get(api, headers=good, timeout=5).status_code == 200
+    wrong = [
+        {"Authorization": "Bearer not-the-token"},
+        {"Authorization": "Basic " + base64.b64encode(b"ops:guess-1").decode()},
+    ]
+    assert httpx.get(api, headers=wrong[0], timeout=5).status_code == 401
+    assert httpx.get(api, headers=wrong[1], timeout=5).status_code == 401
+    login = httpx.post(
+        f"{srv.url}/ui/login",
+        data={"username": "ops", "password": "guess-2"},
+        timeout=5,
+        follow_redirects=False,
+    )
+    assert login.status_code == 401
+    locked = httpx.get(api, headers=good, timeout=5)
+    assert locked.status_code == 429
+    assert locked.json()["error"] == "too_many_attempts"
+    assert 1 <= int(locked.headers["Retry-After"]) <= 20
+    form = httpx.post(
+        f"{srv.url}/ui/login",
+        data={"username": "ops", "password": ADMIN_PASSWORD},
+        timeout=5,
+        follow_redirects=False,
+    )
+    assert form.status_code == 429
+    assert "Too many failed attempts" in form.text
+    assert "set-cookie" not in form.headers
+    # Webhook ingest is a different door: not affected.
+    r = httpx.post(
+        f"{srv.url}/events",
+        json={"event": "x"},
+        headers={"X-Webhook-Token": TOKEN},
+        timeout=5,
+    )
+    assert r.status_code == 202
+    log = srv.log()
+    assert log.count("admin.auth_failed") == 3
+    for secret in ("not-the-token", "guess-1", "guess-2", ADMIN_PASSWORD, ADMIN_TOKEN):
+        assert secret not in log

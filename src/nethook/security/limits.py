@@ -105,6 +105,14 @@ class TokenBucket:
             return 0.0
         return (1.0 - bucket.tokens) / self.rate
 
+    def wait(self, key: str, now: float) -> float:
+        """Seconds until :meth:`take` would allow ``key`` (0.0 now), taking nothing."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            return 0.0
+        tokens = min(self.burst, bucket.tokens + (now - bucket.stamp) * self.rate)
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
+
     async def acquire(self, key: str) -> float:
         """:meth:`take` on the monotonic clock (the :class:`RateLimiter` interface)."""
         return self.take(key, time.monotonic())
@@ -130,3 +138,23 @@ class TokenBucket:
 def retry_after_header(wait: float) -> str:
     """Retry-After in whole seconds, never 0 (a client told 0 would retry at once)."""
     return str(max(1, math.ceil(wait)))
+
+
+class FailedLogins:
+    """Brute-force brake for admin credentials: each wrong attempt spends a token of the
+    client's bucket; with none left, attempts are refused (429) before any compare.
+
+    Right credentials spend nothing, so an operator who mistypes a few times is not locked
+    out, while a guesser gets ``per_minute`` tries a minute after the first burst.
+    """
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self._buckets = TokenBucket(per_minute, per_minute)
+
+    def retry_after(self, client: str, now: float | None = None) -> float:
+        """0.0 when ``client`` may try, else the seconds until it may."""
+        return self._buckets.wait(client, time.monotonic() if now is None else now)
+
+    def failed(self, client: str, now: float | None = None) -> None:
+        self._buckets.take(client, time.monotonic() if now is None else now)

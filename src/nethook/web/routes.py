@@ -20,7 +20,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from .. import __version__
-from ..api import _artifact_path  # the same containment check as the /api download
+from ..api import (
+    _artifact_path,  # the same containment check as the /api download
+    admin_client,
+    login_failed,
+    refuse_if_locked,
+)
 from ..exceptions import RequestRejected
 from . import auth, views
 from .queries import load_stats, query_events
@@ -147,7 +152,15 @@ async def login(request: Request) -> Response:
     form = await _form(request)
     if not auth.configured(admin):
         return _login_form(request, "No admin credentials are configured.", 400)
+    client = admin_client(request)
+    try:
+        refuse_if_locked(request, client)
+    except RequestRejected as exc:
+        page = _login_form(request, "Too many failed attempts from your address; wait.", 429)
+        page.headers.update(exc.headers)
+        return page
     if not auth.check_login(admin, _one(form, "username"), _one(form, "password")):
+        login_failed(request, client, "form")
         return _login_form(request, "Wrong user name or password.", 401)
     target = auth.safe_next(_one(form, "next") or request.query_params.get("next"))
     response = RedirectResponse(target, 303)
