@@ -128,13 +128,25 @@ class Service:
     def reload(self, config: Config) -> Runtime:
         """Swap in a new runtime built from ``config``; on error the running one stays.
 
-        Rules, sources and limits change at once for new requests and new events; the
-        store, listeners and pools keep running (changing those needs a restart).
+        Rules, sources, limits and the device inventory change at once for new requests and
+        new events; the store, listeners and pools keep running (changing those needs a
+        restart).
         """
         runtime = Runtime.build(config)  # raises ConfigError, leaving self.runtime as it was
         if config.store.url != self.config.store.url:
             raise ConfigError("store.url: changing the store needs a restart")
+        if self.config.inventory is None and config.inventory is not None:
+            raise ConfigError("inventory: adding an inventory needs a restart")
+        # Components that follow the config (the inventory) load and check everything
+        # first; only when all of them can does anything change.
+        commits = [
+            prepare(config)
+            for component in self.components
+            if (prepare := getattr(component, "prepare_reload", None)) is not None
+        ]
         self.runtime = runtime
+        for commit in commits:
+            commit()
         if self.dispatcher is not None:
             self.dispatcher.config = config
         log.info(

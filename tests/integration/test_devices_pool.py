@@ -79,6 +79,51 @@ async def test_commands_reuse_one_connection(lab: Lab) -> None:
     assert pool.open_count() == 0
 
 
+async def test_inventory_swap_retires_sessions_of_changed_devices(lab: Lab) -> None:
+    """A reload that changes a device closes its idle session and retires a leased one
+    when its action ends; an unchanged device keeps its warm session."""
+    inv = lab_inventory(lab)
+    pool = await make_pool(inv)
+    logins = {name: lab[name].logins for name in ("p1", "p2")}
+    try:
+        await pool.run(device(inv, "p1"), show)
+        await pool.run(device(inv, "p2"), show)
+        started = asyncio.Event()
+
+        def slow_show(conn: Any) -> str:
+            asyncio.run_coroutine_threadsafe(_set(started), loop)
+            time.sleep(0.5)
+            return show(conn)
+
+        loop = asyncio.get_running_loop()
+        leased = asyncio.create_task(pool.run(device(inv, "p2"), slow_show))
+        await started.wait()
+        changed = lab_inventory(lab, p1={"description": "moved to rack 9"}, p2={"tags": ["core"]})
+        diff = pool.swap_inventory(changed)
+        assert diff == {"added": [], "removed": [], "changed": ["p1", "p2"]}
+        assert pool.idle_count("p1") == 0  # closed at once
+        assert "GigabitEthernet1" in await leased  # finished on its own connection...
+        assert pool.idle_count("p2") == 0  # ...which was then closed, not put back
+        await pool.run(device(changed, "p1"), show)
+        await pool.run(device(changed, "p2"), show)
+        assert lab["p1"].logins - logins["p1"] == 2 and lab["p2"].logins - logins["p2"] == 2
+        # Swapping in an equal inventory changes nothing: the new sessions stay warm.
+        assert (
+            pool.swap_inventory(
+                lab_inventory(lab, p1={"description": "moved to rack 9"}, p2={"tags": ["core"]})
+            )["changed"]
+            == []
+        )
+        await pool.run(device(changed, "p1"), show)
+        assert lab["p1"].logins - logins["p1"] == 2
+    finally:
+        await pool.close()
+
+
+async def _set(event: asyncio.Event) -> None:
+    event.set()
+
+
 async def test_per_device_cap_and_event_loop_stays_free(lab: Lab) -> None:
     inv = lab_inventory(lab)
     pool = await make_pool(inv, per_device=2)

@@ -180,3 +180,44 @@ def test_reload_bad_config_keeps_the_running_one_and_says_why(
     assert resp.status_code == 400
     assert any("cannot parse" in e for e in resp.json()["errors"])
     assert results_for(srv, "a")["one"]["0"]["message"] == "one"
+
+
+def test_reload_swaps_the_inventory_and_refuses_a_bad_one(
+    make_server: Callable[..., Server], tmp_path: Any
+) -> None:
+    inventory = tmp_path / "inventory.yml"
+
+    def write_inventory(devices: dict[str, Any]) -> None:
+        inventory.write_text(yaml.safe_dump({"devices": devices}))
+
+    write_inventory({"r1": {"host": "192.0.2.1"}})
+    where = (
+        "{{ inventory.devices[event.data.device].host"
+        " if event.data.device in inventory.devices else 'unknown' }}"
+    )
+    srv = make_server(
+        rules=[{"name": "where", "on": {"type": "probe"}, "do": [{"log": {"message": where}}]}],
+        inventory=str(inventory),
+    )
+
+    def host_of(device: str) -> str:
+        resp = post_event(srv.url, envelope("probe", device=device), params={"wait": "5"})
+        assert resp.status_code == 200, resp.text
+        return str(resp.json()["results"]["where"]["0"]["message"])
+
+    assert (host_of("r1"), host_of("r2")) == ("192.0.2.1", "unknown")
+
+    write_inventory({"r1": {"host": "192.0.2.11"}, "r2": {"host": "192.0.2.2"}})
+    resp = httpx.post(f"{srv.url}/api/reload", timeout=10)
+    assert resp.status_code == 200, resp.text
+    assert (host_of("r1"), host_of("r2")) == ("192.0.2.11", "192.0.2.2")
+    assert "devices.reloaded" in srv.log()
+    reloaded = next(line for line in srv.log().splitlines() if "devices.reloaded" in line)
+    assert "r2" in reloaded and "r1" in reloaded  # added r2, changed r1
+
+    # An inventory with an error is refused as a whole: rules and devices stay as they were.
+    write_inventory({"r3": {"host": "192.0.2.3", "port": 99999}})
+    resp = httpx.post(f"{srv.url}/api/reload", timeout=10)
+    assert resp.status_code == 400
+    assert any("r3" in e for e in resp.json()["errors"]), resp.json()
+    assert (host_of("r1"), host_of("r2")) == ("192.0.2.11", "192.0.2.2")

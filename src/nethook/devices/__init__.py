@@ -10,6 +10,7 @@ use no device action need none of the ``devices`` extra.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import structlog
@@ -19,6 +20,7 @@ from .inventory import Credentials, Device, Inventory
 from .policy import CommandPolicy, CommandRefused
 
 if TYPE_CHECKING:
+    from ..config import Config
     from ..service import Service
     from .sessions import SessionPool
 
@@ -40,6 +42,7 @@ class DevicesComponent:
 
     def __init__(self) -> None:
         self.pool: SessionPool | None = None
+        self.service: Service | None = None
 
     async def start(self, service: Service) -> None:
         import asyncio
@@ -49,6 +52,7 @@ class DevicesComponent:
 
         cfg = service.config
         assert cfg.inventory is not None
+        self.service = service
         try:
             inv = await asyncio.to_thread(inventory_mod.load, cfg.inventory)
         except ConfigError as exc:
@@ -65,6 +69,31 @@ class DevicesComponent:
         service.extras["inventory"] = inv.view()
         service.extras["sessions"] = self.pool
         log.info("devices.ready", inventory=str(cfg.inventory), devices=len(inv))
+
+    def prepare_reload(self, config: Config) -> Callable[[], None]:
+        """Load the inventory ``config`` names; the returned call puts it in use.
+
+        A bad inventory raises ConfigError here, so the reload is refused as a whole and
+        the running inventory stays. Pool settings (``devices:``) apply at restart.
+        """
+        from . import inventory as inventory_mod
+
+        if config.inventory is None:
+            raise ConfigError("inventory: removing the inventory needs a restart")
+        inv = inventory_mod.load(config.inventory)
+        service = self.service
+        pool = self.pool
+
+        def commit() -> None:
+            if pool is None or service is None:
+                return
+            if config.devices != pool.config:
+                log.warning("devices.settings_need_restart")
+            diff = pool.swap_inventory(inv)
+            service.extras["inventory"] = inv.view()
+            log.info("devices.reloaded", inventory=str(config.inventory), devices=len(inv), **diff)
+
+        return commit
 
     async def stop(self) -> None:
         if self.pool is not None:

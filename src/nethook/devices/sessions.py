@@ -169,6 +169,8 @@ class Session:
     broken: bool = False
     #: This session's lease in the shared per-device slots (several nodes), if any.
     slot: str | None = None
+    #: The device's settings changed in a reload: close instead of reusing.
+    stale: bool = False
 
 
 @dataclass
@@ -241,6 +243,31 @@ class SessionPool:
         if self._slot_tasks:
             await asyncio.wait(list(self._slot_tasks), timeout=5)
         self.executor.shutdown(wait=False)
+
+    def swap_inventory(self, inventory: Inventory) -> dict[str, list[str]]:
+        """Use ``inventory`` from now on (a reload); returns the device names added,
+        removed and changed.
+
+        Sessions of a removed or changed device (host, port, platform, credentials...) are
+        not reused: idle ones close now, leased ones when their action ends. The action
+        running on one finishes on the connection it started with.
+        """
+        old = self.inventory
+        self.inventory = inventory
+        names_old, names_new = set(old.names()), set(inventory.names())
+        changed = sorted(n for n in names_old & names_new if old.get(n) != inventory.get(n))
+        for session in list(self._open):
+            if inventory.get(session.device.name) != session.device:
+                session.stale = True
+                idle = self._idle.get(session.device.name)
+                if idle and session in idle:
+                    self._discard(session)
+        self._auth_failed.clear()  # new credentials deserve a new try
+        return {
+            "added": sorted(names_new - names_old),
+            "removed": sorted(names_old - names_new),
+            "changed": changed,
+        }
 
     def open_count(self) -> int:
         return len(self._open)
@@ -436,7 +463,7 @@ class SessionPool:
         return result
 
     def _checkin(self, session: Session) -> None:
-        if session.broken or self._closed or not _transport_active(session.conn):
+        if session.broken or session.stale or self._closed or not _transport_active(session.conn):
             self._discard(session)
             return
         self._idle.setdefault(session.device.name, []).append(session)
