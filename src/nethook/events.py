@@ -32,6 +32,16 @@ def _time_prefix(ms: int) -> str:
     return _prefix_cache[1]
 
 
+def id_floor(ts: float) -> str:
+    """The smallest id a ULID made at ``ts`` can have: ``id >= id_floor(t)`` is a time range
+    the ids' unique index answers (no index on received_at needed)."""
+    value, chars = int(ts * 1000), []
+    for _ in range(10):
+        chars.append(_CROCKFORD[value & 31])
+        value >>= 5
+    return "".join(reversed(chars)) + "0" * 16
+
+
 def new_id(now: float | None = None) -> str:
     """A ULID: 48-bit millisecond time + 80 random bits, 26 Crockford base32 characters.
 

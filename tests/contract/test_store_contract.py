@@ -159,6 +159,23 @@ async def test_claims_from_two_nodes_never_overlap(stores: StoreFactory) -> None
     assert await a.status_counts() == {"succeeded": 120}
 
 
+async def test_activity_counts_the_window_by_source_status_and_minute(store: Store) -> None:
+    before = time.time()
+    await store.append_many([draft(source="a", n=i) for i in range(3)])
+    await store.append_many([draft(source="b", n=i) for i in range(2)])
+    (claimed, *_) = await store.claim("w", 1, 30)
+    assert await store.finish(claimed.id, "w", EventStatus.DEAD, "boom")
+    rows = await store.activity(before - 60)
+    counts: dict[tuple[str, str], int] = {}
+    for row in rows:
+        assert row.minute in (int(before) // 60, int(time.time()) // 60)
+        assert before - 1 <= row.last_seen <= time.time() + 1
+        counts[(row.source, row.status)] = counts.get((row.source, row.status), 0) + row.count
+    assert counts == {("a", "queued"): 2, ("a", "dead"): 1, ("b", "queued"): 2}
+    # Nothing was received after now: the id range alone already says so.
+    assert await store.activity(time.time() + 120) == []
+
+
 async def test_wait_for_work_wakes_on_append(store: Store) -> None:
     waiter = asyncio.create_task(store.wait_for_work(5.0))
     await asyncio.sleep(0.05)

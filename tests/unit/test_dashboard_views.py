@@ -14,6 +14,7 @@ from pydantic import SecretStr
 
 from nethook.config import AdminConfig
 from nethook.events import Event, EventDraft, EventStatus
+from nethook.store.base import ActivityRow
 from nethook.store.sqlite import SQLiteStore
 from nethook.web import auth, views
 from nethook.web.stream import StreamHub, message
@@ -109,19 +110,22 @@ def test_diffs_are_found_in_outputs_with_their_path() -> None:
 
 def test_stats_bucket_the_last_hour_by_minute_and_source() -> None:
     now = 1_700_000_000.0
-    events = [
-        event({}, received_at=now - 5, source="a"),
-        event({}, received_at=now - 30, source="a", status=EventStatus.DEAD),
-        event({}, received_at=now - 61 * 60, source="old"),  # outside the window
-        event({}, received_at=now - 10 * 60, source="b", status=EventStatus.QUEUED),
+    minute = int(now) // 60
+    rows = [
+        ActivityRow("a", "succeeded", minute, 4, now - 5),
+        ActivityRow("a", "dead", minute - 1, 1, now - 70),
+        ActivityRow("old", "succeeded", minute - 60, 7, now - 61 * 60),  # outside the window
+        ActivityRow("b", "queued", minute - 10, 2, now - 10 * 60),
     ]
-    stats = views.compute_stats(events, {"dead": 1, "weird": 3}, now)
-    assert stats.window_total == 3
-    assert sum(stats.per_minute) == 3 and sum(stats.per_minute_dead) == 1
-    assert [(s.source, s.total, s.dead, s.pending) for s in stats.sources] == [
-        ("a", 2, 1, 0),
-        ("b", 1, 0, 1),
+    stats = views.compute_stats(rows, {"dead": 1, "weird": 3}, now)
+    assert stats.window_total == 7
+    assert stats.per_minute[-1] == 4 and stats.per_minute[-2] == 1 and stats.per_minute[-11] == 2
+    assert sum(stats.per_minute) == 7 and stats.per_minute_dead[-2] == 1
+    assert [(s.source, s.total, s.succeeded, s.dead, s.pending) for s in stats.sources] == [
+        ("a", 5, 4, 1, 0),
+        ("b", 2, 0, 0, 2),
     ]
+    assert stats.sources[0].last_seen == now - 5
     assert list(stats.statuses) == views.STATUSES and stats.statuses["dead"] == 1
     svg = str(views.chart_svg(stats))
     assert svg.startswith("<svg") and svg.count('class="bar dead"') >= 1

@@ -33,6 +33,17 @@ class EventFilter:
 
 
 @dataclass(frozen=True, slots=True)
+class ActivityRow:
+    """Events received in one minute (``epoch seconds // 60``) from one source in one status."""
+
+    source: str
+    status: str
+    minute: int
+    count: int
+    last_seen: float
+
+
+@dataclass(frozen=True, slots=True)
 class PurgeResult:
     """What a retention purge removed: events (with their runs), expired kv rows, and the
     artifact files whose rows went with the events (the caller deletes the files)."""
@@ -156,6 +167,13 @@ class Store(ABC):
 
     @abstractmethod
     async def status_counts(self) -> dict[str, int]: ...
+
+    @abstractmethod
+    async def activity(self, since: float) -> list[ActivityRow]:
+        """Events received at or after ``since``, counted by source, status and minute.
+
+        Exact, and cheap on a long history: the range is on the time-ordered ids.
+        """
 
     @abstractmethod
     async def kv_get(self, namespace: str, key: str) -> Any | None: ...

@@ -37,10 +37,19 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from ..config import StoreConfig
-from ..events import ActionRun, AppendResult, Artifact, Event, EventDraft, EventStatus, new_id
+from ..events import (
+    ActionRun,
+    AppendResult,
+    Artifact,
+    Event,
+    EventDraft,
+    EventStatus,
+    id_floor,
+    new_id,
+)
 from ..exceptions import StoreUnavailable
 from . import pg_schema
-from .base import EventFilter, PurgeResult, Store, event_list_query, load_queries
+from .base import ActivityRow, EventFilter, PurgeResult, Store, event_list_query, load_queries
 from .pg_batch import Batcher, Finish, clean, finish_many, insert_events, insert_runs
 from .rows import artifact_from_row, draft_params, event_from_row, run_from_row
 
@@ -429,6 +438,13 @@ class PostgresStore(Store):
 
     async def status_counts(self) -> dict[str, int]:
         return {r["status"]: int(r["n"]) for r in await self._rows(self.q["status_counts"])}
+
+    async def activity(self, since: float) -> list[ActivityRow]:
+        params = {"since_id": id_floor(since), "since": since}
+        return [
+            ActivityRow(r["source"], r["status"], int(r["minute"]), int(r["n"]), r["last_seen"])
+            for r in await self._rows(self.q["activity"], params)
+        ]
 
     async def kv_get(self, namespace: str, key: str) -> Any | None:
         params = {"namespace": namespace, "key": key, "now": time.time()}

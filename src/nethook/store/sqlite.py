@@ -30,10 +30,12 @@ from ..events import (
     EventDraft,
     EventStatus,
     RunStatus,
+    id_floor,
     new_id,
 )
 from ..exceptions import StoreUnavailable
 from .base import (
+    ActivityRow,
     EventFilter,
     PurgeResult,
     Store,
@@ -403,6 +405,15 @@ class SQLiteStore(Store):
         sql = self.q["status_counts"]
         rows = await self._read(lambda c: c.execute(sql).fetchall())
         return {r["status"]: r["n"] for r in rows}
+
+    async def activity(self, since: float) -> list[ActivityRow]:
+        sql = self.q["activity"]
+        params = {"since_id": id_floor(since), "since": since}
+        rows = await self._read(lambda c: c.execute(sql, params).fetchall())
+        return [
+            ActivityRow(r["source"], r["status"], int(r["minute"]), int(r["n"]), r["last_seen"])
+            for r in rows
+        ]
 
     async def kv_get(self, namespace: str, key: str) -> Any | None:
         sql = self.q["kv_get"]

@@ -16,7 +16,7 @@ import orjson
 from markupsafe import Markup, escape
 
 from ..events import Event, EventStatus
-from ..store.base import EventFilter
+from ..store.base import ActivityRow, EventFilter
 
 STATUSES = [str(s) for s in EventStatus]
 LIVE = frozenset({EventStatus.QUEUED, EventStatus.RUNNING})
@@ -275,38 +275,35 @@ class Stats:
     sources: list[SourceStats]
     statuses: dict[str, int]
     window_total: int
-    truncated: bool
     now: float = field(default_factory=time.time)
 
 
-def compute_stats(
-    events: Iterable[Event], statuses: dict[str, int], now: float, truncated: bool = False
-) -> Stats:
-    """Aggregate events received within the last hour (older ones are ignored)."""
-    start = (int(now) // 60 - (WINDOW_MINUTES - 1)) * 60
+def compute_stats(rows: Iterable[ActivityRow], statuses: dict[str, int], now: float) -> Stats:
+    """The last hour (older rows are ignored) by minute and source, from store counts."""
+    first = int(now) // 60 - (WINDOW_MINUTES - 1)
     per_minute = [0] * WINDOW_MINUTES
     dead = [0] * WINDOW_MINUTES
     by_source: dict[str, SourceStats] = {}
     total = 0
-    for e in events:
-        slot = int((e.received_at - start) // 60)
+    for row in rows:
+        slot = row.minute - first
         if not 0 <= slot < WINDOW_MINUTES:
             continue
-        total += 1
-        per_minute[slot] += 1
-        s = by_source.setdefault(e.source, SourceStats(e.source))
-        s.total += 1
-        s.last_seen = max(s.last_seen, e.received_at)
-        if e.status == EventStatus.DEAD:
-            dead[slot] += 1
-            s.dead += 1
-        elif e.status == EventStatus.SUCCEEDED:
-            s.succeeded += 1
-        elif e.status in LIVE:
-            s.pending += 1
+        total += row.count
+        per_minute[slot] += row.count
+        s = by_source.setdefault(row.source, SourceStats(row.source))
+        s.total += row.count
+        s.last_seen = max(s.last_seen, row.last_seen)
+        if row.status == EventStatus.DEAD:
+            dead[slot] += row.count
+            s.dead += row.count
+        elif row.status == EventStatus.SUCCEEDED:
+            s.succeeded += row.count
+        elif row.status in LIVE:
+            s.pending += row.count
     sources = sorted(by_source.values(), key=lambda s: (-s.total, s.source))
     ordered = {k: statuses.get(k, 0) for k in STATUSES}
-    return Stats(per_minute, dead, sources, ordered, total, truncated, now)
+    return Stats(per_minute, dead, sources, ordered, total, now)
 
 
 def chart_svg(stats: Stats, width: int = 600, height: int = 130) -> Markup:

@@ -105,6 +105,14 @@ SELECT count(*) FROM events WHERE status IN ('queued', 'running');
 -- name: status_counts
 SELECT status, count(*) AS n FROM events GROUP BY status;
 
+-- name: activity
+-- The id range does the work (ids are time-ordered and uniquely indexed); received_at
+-- then keeps exactly the window.
+SELECT source, status, floor(received_at / 60)::bigint AS minute, count(*) AS n, max(received_at) AS last_seen
+  FROM events
+ WHERE id >= %(since_id)s AND received_at >= %(since)s
+ GROUP BY source, status, minute;
+
 -- name: kv_get
 SELECT value FROM kv WHERE namespace = %(namespace)s AND key = %(key)s
    AND (expires_at IS NULL OR expires_at > %(now)s);
