@@ -51,7 +51,7 @@ def test_wait_times_out_to_202_queued_and_the_event_still_runs(
     make_server: Callable[..., Server], httpserver: HTTPServer
 ) -> None:
     def slow(request: Request) -> Response:
-        time.sleep(1.5)
+        time.sleep(4.0)
         return Response('{"done": true}', content_type="application/json")
 
     httpserver.expect_request("/slow").respond_with_handler(slow)
@@ -69,7 +69,9 @@ def test_wait_times_out_to_202_queued_and_the_event_still_runs(
     elapsed = time.monotonic() - started
     assert resp.status_code == 202, resp.text
     assert resp.json()["status"] == "queued"
-    assert 0.5 <= elapsed < 1.4  # answered at the deadline, not when the action finished
+    # Answered at the deadline, not when the action finished (4 s): a wide margin for a
+    # loaded machine, and still a clear difference.
+    assert 0.5 <= elapsed < 3.0, elapsed
     event_id = resp.json()["id"]
     srv.wait_settled(timeout=15)
     [row] = srv.db_rows("SELECT status FROM events WHERE id = ?", (event_id,))
