@@ -169,6 +169,28 @@ def lab() -> Iterator[Lab]:
 
 EXTRA_RULES: list[dict[str, Any]] = [
     {
+        "name": "fan",
+        "on": {"type": "fan"},
+        "do": [
+            {
+                "restconf.get": {
+                    "devices": "{{ event.data.devices | default(none) }}",
+                    "group": "{{ event.data.group | default(none) }}",
+                    "partial_ok": "{{ event.data.partial | default(false) }}",
+                    "path": "ietf-system:system",
+                }
+            },
+            {
+                "netconf.get_config": {
+                    "devices": "{{ event.data.devices | default(none) }}",
+                    "group": "{{ event.data.group | default(none) }}",
+                    "partial_ok": "{{ event.data.partial | default(false) }}",
+                    "filter": f'<system xmlns="{SYS_NS}"/>',
+                }
+            },
+        ],
+    },
+    {
         "name": "rc",
         "on": {"type": "rc"},
         "do": [
@@ -332,3 +354,37 @@ def test_netconf_auth_failure_is_permanent(server: Server) -> None:
     assert out["status"] == "dead" and "NETCONF authentication failed" in out["error"]
     runs = httpx.get(f"{server.url}/api/events/{out['id']}", timeout=5).json()["runs"]
     assert len(runs) == 1
+
+
+# --------------------------------------------------------------------------- fan-out
+
+
+def test_restconf_and_netconf_fan_out_one_result_per_device(server: Server) -> None:
+    out = event(server, "fan", devices=["r1", "insecure"])
+    assert out["status"] == "succeeded", out
+    rc, nc = out["results"]["fan"]["0"], out["results"]["fan"]["1"]
+    for step in (rc, nc):
+        assert step["count"] == 2 and sorted(step["succeeded"]) == ["insecure", "r1"]
+        assert step["failed"] == []
+    assert rc["devices"]["insecure"]["data"] == SYSTEM and rc["devices"]["r1"]["ok"]
+    assert nc["devices"]["r1"]["data"]["system"]["hostname"] == "r1"
+    names = sorted(a["name"] for a in artifacts(server, out["id"]))
+    assert names == [
+        "insecure-ietf_system_system.json",
+        "insecure-netconf-get_config.xml",
+        "r1-ietf_system_system.json",
+        "r1-netconf-get_config.xml",
+    ]
+
+
+def test_fan_out_with_a_failing_device_fails_unless_partial_ok(server: Server) -> None:
+    # Group "lab" is r1 and "untrusted" (whose certificate is not trusted: permanent).
+    out = event(server, "fan", group="lab")
+    assert out["status"] == "dead", out
+    assert "1 of 2 devices failed" in out["error"] and "untrusted" in out["error"]
+    out = event(server, "fan", group="lab", partial=True)
+    assert out["status"] == "succeeded", out
+    rc = out["results"]["fan"]["0"]
+    assert rc["succeeded"] == ["r1"] and rc["failed"] == ["untrusted"]
+    assert "not trusted" in rc["devices"]["untrusted"]["error"]
+    assert rc["devices"]["untrusted"]["transient"] is False

@@ -1,5 +1,7 @@
 """``netconf.get`` and ``netconf.get_config``: NETCONF over SSH (port 830) with ncclient.
 
+Targets are those of the CLI actions (``device``, ``devices``, ``group``, ``tag``; see
+:mod:`nethook.actions.device`): several devices are queried concurrently, one result each.
 A ``filter`` is a subtree filter (XML); ``xpath`` (with optional ``namespaces``) an XPath
 filter, for servers with the ``:xpath`` capability. The reply's ``<data>`` is kept raw as
 an XML artifact and parsed with xmltodict into the step output with every namespace
@@ -19,12 +21,11 @@ from pydantic import Field, model_validator
 
 from ..devices.inventory import Credentials, Device
 from ..exceptions import PermanentError, TransientError
-from .base import Action, ActionContext, ActionResult, ArtifactData, Options
-from .device import MAX_OUTPUT_TEXT, device_of, pool_of
+from .base import Action, ActionContext, ActionResult, ArtifactData
+from .device import MAX_OUTPUT_TEXT, DeviceOutcome, TargetOptions, pool_of, run_targets
 
 
-class NetconfOptions(Options):
-    device: str
+class NetconfOptions(TargetOptions):
     #: Subtree filter: an XML element (or several) naming what to return.
     filter: str | None = None
     #: XPath filter (needs the server's :xpath capability).
@@ -101,28 +102,35 @@ class _NetconfAction(Action):
     op = "get"
 
     async def run(self, ctx: ActionContext, opts: Any) -> ActionResult:
-        dev = device_of(ctx, opts.device)
-        creds = await asyncio.to_thread(dev.credentials)  # may read a secret file
         pool = pool_of(ctx)
         source = getattr(opts, "source", None)
-        async with pool.slot():
-            xml = await pool.in_thread(_fetch, dev, creds, self.op, opts, source)
-        artifact = ArtifactData(
-            name=f"{dev.name}-netconf-{self.op}.xml",
-            content=xml.encode(),
-            content_type="application/xml",
-        )
-        output: dict[str, Any] = {"device": dev.name, "operation": self.op, "bytes": len(xml)}
-        if source is not None:
-            output["source"] = source
-        parsed = strip_namespaces(xml)
-        data = parsed.get("data") if isinstance(parsed, dict) else parsed
-        if len(xml) <= MAX_OUTPUT_TEXT:
-            output["data"] = data
-        else:
-            output["truncated"] = True  # the artifact has it all
-            output["keys"] = list(data) if isinstance(data, dict) else None
-        return ActionResult(ok=True, output=output, artifacts=(artifact,))
+
+        async def work(dev: Device) -> DeviceOutcome:
+            creds = await asyncio.to_thread(dev.credentials)  # may read a secret file
+            async with pool.slot():
+                xml = await pool.in_thread(_fetch, dev, creds, self.op, opts, source)
+            return _outcome(dev, self.op, source, xml)
+
+        return await run_targets(ctx, opts, work)
+
+
+def _outcome(dev: Device, op: str, source: str | None, xml: str) -> DeviceOutcome:
+    artifact = ArtifactData(
+        name=f"{dev.name}-netconf-{op}.xml",
+        content=xml.encode(),
+        content_type="application/xml",
+    )
+    output: dict[str, Any] = {"device": dev.name, "operation": op, "bytes": len(xml)}
+    if source is not None:
+        output["source"] = source
+    parsed = strip_namespaces(xml)
+    data = parsed.get("data") if isinstance(parsed, dict) else parsed
+    if len(xml) <= MAX_OUTPUT_TEXT:
+        output["data"] = data
+    else:
+        output["truncated"] = True  # the artifact has it all
+        output["keys"] = list(data) if isinstance(data, dict) else None
+    return DeviceOutcome(output, [artifact])
 
 
 class NetconfGetAction(_NetconfAction):
