@@ -14,7 +14,7 @@ from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from .config import AuthConfig, Config, RuleConfig, SourceConfig
+from .config_models import AuthConfig, Config, RuleConfig, SourceConfig
 
 INTRO = """\
 # Configuration reference
@@ -30,7 +30,7 @@ Check a file with `nethook config check FILE`. This page is generated from the m
 """
 
 
-#: Notes per key, kept here rather than in the models so config.py stays readable.
+#: Notes per key, kept here rather than in the models so config_models.py stays readable.
 NOTES: dict[str, str] = {
     "server": "HTTP listener",
     "store": "where events live: SQLite (one node) or PostgreSQL (several)",
