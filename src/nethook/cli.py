@@ -1,4 +1,11 @@
-"""The ``nethook`` command (Typer + Rich). Every option also reads a ``NETHOOK_*`` variable."""
+"""The ``nethook`` command (Typer + Rich). Every option also reads a ``NETHOOK_*`` variable.
+
+This module builds the app and holds the commands that run and set up nethook (version,
+serve, worker, reload, init, config, demo). The other command groups live in their own
+modules and are registered here: ``events`` (:mod:`nethook.cli_events`), ``rules``
+(:mod:`nethook.cli_rules`), ``send`` (:mod:`nethook.cli_send`), and the parts' sub-apps
+(inventory, eem, db) beside their parts, see :func:`_register_parts`.
+"""
 
 from __future__ import annotations
 
@@ -10,15 +17,19 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
-import orjson
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from . import __version__
 from . import config as config_mod
+
+# console, err and _load are also imported from here by store/cli.py: keep the names.
+from .cli_base import ConfigOpt, console, err
+from .cli_base import load_config as _load
+from .cli_events import events_app
+from .cli_rules import rules_app
+from .cli_send import send
 from .config import Config
-from .exceptions import ConfigError, NethookError
+from .exceptions import ConfigError
 
 app = typer.Typer(
     help="nethook: webhooks and syslog in, rules, network actions out.",
@@ -26,32 +37,10 @@ app = typer.Typer(
     add_completion=False,
 )
 config_app = typer.Typer(help="Check configuration files.", no_args_is_help=True)
-events_app = typer.Typer(help="Inspect and replay stored events.", no_args_is_help=True)
+# Sub-apps are listed in `nethook --help` in the order they are added.
 app.add_typer(config_app, name="config")
 app.add_typer(events_app, name="events")
-
-console = Console(soft_wrap=True)
-err = Console(stderr=True)
-
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        "-c",
-        envvar="NETHOOK_CONFIG",
-        help="Config file (YAML or JSON). Default: the embedded default in this folder.",
-    ),
-]
-
-
-def _load(path: Path | None) -> Config:
-    try:
-        return config_mod.load(path) if path is not None else config_mod.default_config()
-    except ConfigError as exc:
-        err.print(f"[red]config error[/red] in {path or 'the default config'}:")
-        for line in exc.errors:
-            err.print(f"  - {line}")
-        raise typer.Exit(2) from None
+app.add_typer(rules_app, name="rules")
 
 
 def _safe_url(url: str) -> str:
@@ -245,78 +234,6 @@ def reload(
     raise typer.Exit(2)
 
 
-rules_app = typer.Typer(
-    help="Try rules against an event without running anything.", no_args_is_help=True
-)
-app.add_typer(rules_app, name="rules")
-
-
-@rules_app.command("test")
-def rules_test(
-    event_file: Annotated[Path, typer.Argument(help="Event JSON: an envelope or a stored event.")],
-    config: ConfigOpt = None,
-    source: Annotated[str, typer.Option(help="Source name the event arrives on.")] = "default",
-) -> None:
-    """Show which rules match EVENT_FILE, why the others do not, and the rendered actions."""
-    import time as _time
-
-    from .engine.rules import names_for
-    from .events import Event, EventStatus
-    from .exceptions import PermanentError
-    from .runtime import Runtime
-
-    cfg = _load(config)
-    try:
-        runtime = Runtime.build(cfg)
-        raw = orjson.loads(
-            sys.stdin.buffer.read() if str(event_file) == "-" else event_file.read_bytes()
-        )
-    except ConfigError as exc:
-        for line in exc.errors:
-            err.print(f"  - {line}")
-        raise typer.Exit(2) from None
-    except (OSError, orjson.JSONDecodeError) as exc:
-        err.print(f"[red]cannot read {event_file}:[/red] {exc}")
-        raise typer.Exit(2) from None
-    if not isinstance(raw, dict):
-        err.print("the event must be a JSON object")
-        raise typer.Exit(2)
-    event = Event(
-        id=str(raw.get("id") or "test-event"),
-        source=str(raw.get("source_name") or source),
-        type=str(raw.get("type") or raw.get("event") or "webhook"),
-        timestamp=str(raw.get("timestamp") or ""),
-        received_at=_time.time(),
-        data=raw.get("data", {}),
-        meta=raw.get("meta") or {},
-        status=EventStatus.RUNNING,
-    )
-    console.print(f"event type [bold]{event.type}[/bold] from source [bold]{event.source}[/bold]")
-    matched = 0
-    for verdict in runtime.rulebook.explain(event):
-        rule = verdict.rule
-        if not verdict.matched:
-            console.print(f"  [red]no[/red]   {rule.name}: {verdict.reason}")
-            continue
-        matched += 1
-        extra = (
-            f" (storm control: {rule.policy.mode.value} {rule.policy.window:g}s)"
-            if rule.policy
-            else ""
-        )
-        console.print(f"  [green]yes[/green]  {rule.name}{extra}")
-        names = names_for(event, runtime.rulebook.variables)
-        for step in rule.steps:
-            try:
-                args = step.render(names)
-                rendered = orjson.dumps(args, default=str).decode()
-            except PermanentError as exc:
-                rendered = f"[red]render error: {exc}[/red]"
-            cond = f" when {step.when.source}" if step.when else ""
-            console.print(f"         {step.index}. {step.action}{cond}: {rendered}")
-    console.print(f"{matched} of {len(runtime.rulebook.rules)} rules match; nothing was run.")
-
-
 STARTER = """\
 # nethook configuration. Reference: docs/config.md
 server: {{host: {host}, port: {port}{tls}}}
@@ -437,71 +354,8 @@ def config_reference() -> None:
     sys.stdout.write(reference())
 
 
-@app.command()
-def send(
-    file: Annotated[str, typer.Argument(help="JSON payload file, or - for stdin.")],
-    config: ConfigOpt = None,
-    source: Annotated[
-        str, typer.Option(help="Source to post to (its auth signs the body).")
-    ] = "default",
-    url: Annotated[
-        str | None, typer.Option(help="Base URL or full URL (default: from the config).")
-    ] = None,
-    count: Annotated[int, typer.Option(min=1, help="Requests to send (load test when > 1).")] = 1,
-    concurrency: Annotated[int, typer.Option(min=1, max=1024)] = 1,
-    cacert: Annotated[Path | None, typer.Option(help="CA file for HTTPS.")] = None,
-    insecure: Annotated[bool, typer.Option("--insecure", help="Skip TLS verification.")] = False,
-) -> None:
-    """Post a payload signed exactly as the source's sender would sign it."""
-    import httpx
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-    from .sender import load, signed_request, source_url
-
-    cfg = _load(config)
-    try:
-        body = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
-        target = url if url and "/" in url.split("://", 1)[-1] else source_url(cfg, source, url)
-        src = (cfg.sources or {})[source]
-    except ConfigError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
-    except OSError as exc:
-        err.print(f"[red]cannot read {file}:[/red] {exc.strerror}")
-        raise typer.Exit(2) from None
-    verify: bool | str = False if insecure else (str(cacert) if cacert else True)
-    if count == 1:
-        headers, payload = signed_request(src, body)
-        try:
-            resp = httpx.post(target, content=payload, headers=headers, timeout=30, verify=verify)
-        except httpx.HTTPError as exc:
-            err.print(f"[red]{target}: {exc}[/red]")
-            raise typer.Exit(1) from None
-        console.print(f"{resp.status_code} {target}")
-        console.print(resp.text)
-        raise typer.Exit(0 if resp.is_success else 1)
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    ) as bar:
-        task = bar.add_task(f"POST {target}", total=count)
-        report = asyncio.run(
-            load(target, src, body, count, concurrency, verify, lambda n: bar.advance(task, n))
-        )
-    table = Table("requests", "req/s", "p50 ms", "p99 ms", "statuses", title="nethook send")
-    table.add_row(
-        str(report.count),
-        f"{report.rate:,.0f}",
-        f"{report.percentile(50) * 1000:.2f}",
-        f"{report.percentile(99) * 1000:.2f}",
-        ", ".join(f"{k}: {v}" for k, v in sorted(report.statuses.items())),
-    )
-    console.print(table)
-    ok = sum(v for k, v in report.statuses.items() if k.startswith("2"))
-    raise typer.Exit(0 if ok == report.count else 1)
+# Commands are listed in `nethook --help` in registration order: send goes before demo.
+app.command()(send)
 
 
 @app.command()
@@ -516,129 +370,6 @@ def demo(
     from .demo import run
 
     raise typer.Exit(run(workdir, port, once, console))
-
-
-# --------------------------------------------------------------------------- events
-
-
-def _with_store(cfg: Config, fn: Any) -> Any:
-    from .store import open_store
-
-    async def main() -> Any:
-        store = open_store(cfg.store)
-        await store.open()
-        try:
-            return await fn(store)
-        finally:
-            await store.close()
-
-    try:
-        return asyncio.run(main())
-    except NethookError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
-
-
-@events_app.command("list")
-def events_list(
-    config: ConfigOpt = None,
-    status: Annotated[str | None, typer.Option()] = None,
-    type: Annotated[str | None, typer.Option("--type")] = None,
-    source: Annotated[str | None, typer.Option()] = None,
-    limit: Annotated[int, typer.Option()] = 20,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
-) -> None:
-    """List events, newest first."""
-    from datetime import datetime
-
-    from .store.base import EventFilter
-
-    cfg = _load(config)
-    events = _with_store(
-        cfg,
-        lambda s: s.list_events(EventFilter(status=status, type=type, source=source, limit=limit)),
-    )
-    if as_json:
-        sys.stdout.write(orjson.dumps([e.as_dict() for e in events]).decode() + "\n")
-        return
-    table = Table("id", "received", "source", "type", "status", "attempts", "error")
-    colors = {"succeeded": "green", "dead": "red", "queued": "yellow", "running": "cyan"}
-    for e in events:
-        color = colors.get(str(e.status), "white")
-        table.add_row(
-            e.id,
-            datetime.fromtimestamp(e.received_at).strftime("%Y-%m-%d %H:%M:%S"),
-            e.source,
-            e.type,
-            f"[{color}]{e.status}[/{color}]",
-            str(e.attempts),
-            (e.error or "")[:60],
-        )
-    console.print(table)
-
-
-@events_app.command("show")
-def events_show(event_id: str, config: ConfigOpt = None) -> None:
-    """Show one event with its action runs and artifacts (JSON)."""
-    cfg = _load(config)
-
-    async def fetch(store: Any) -> Any:
-        event = await store.get_event(event_id)
-        if event is None:
-            return None
-        return {
-            "event": event.as_dict(),
-            "runs": [r.as_dict() for r in await store.list_runs(event_id)],
-            "artifacts": [a.as_dict() for a in await store.list_artifacts(event_id)],
-        }
-
-    data = _with_store(cfg, fetch)
-    if data is None:
-        err.print(f"no event {event_id}")
-        raise typer.Exit(1)
-    console.print_json(orjson.dumps(data).decode())
-
-
-@events_app.command("replay")
-def events_replay(event_id: str, config: ConfigOpt = None) -> None:
-    """Queue a fresh copy of an event; a running server's workers pick it up."""
-    cfg = _load(config)
-    result = _with_store(cfg, lambda s: s.replay(event_id))
-    if result is None:
-        err.print(f"no event {event_id}")
-        raise typer.Exit(1)
-    console.print(f"queued {result.id} (replay of {event_id})")
-
-
-@events_app.command("purge")
-def events_purge(
-    config: ConfigOpt = None,
-    older_than_days: Annotated[
-        float | None, typer.Option("--older-than-days", min=0, help="Age limit in days.")
-    ] = None,
-    keep: Annotated[
-        int | None, typer.Option("--keep", min=0, help="Keep at most the newest N events.")
-    ] = None,
-) -> None:
-    """Delete finished events (and their runs and artifact files) by age and/or count now.
-
-    Defaults come from store.retention; queued and running events are never purged.
-    """
-    from .store.retention import purge_once
-
-    cfg = _load(config)
-    age = older_than_days if older_than_days is not None else cfg.store.retention.max_age_days
-    count = keep if keep is not None else cfg.store.retention.max_events
-    if age is None and count is None:
-        err.print(
-            "nothing to purge by: give --older-than-days and/or --keep, or set store.retention"
-        )
-        raise typer.Exit(2)
-    result = _with_store(cfg, lambda s: purge_once(s, cfg.store.data_dir, age, count))
-    console.print(
-        f"purged {result.events} events, {len(result.artifact_paths)} artifact files, "
-        f"{result.kv} expired kv entries"
-    )
 
 
 def _register_parts() -> None:
