@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from nethook.cli import app
 from nethook.store.base import load_migrations
-from nethook.store.sqlite import _split, migrate
+from nethook.store.sqlite_schema import _split, migrate
 
 from .conftest import require_pg
 

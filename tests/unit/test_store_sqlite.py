@@ -26,13 +26,14 @@ def draft(delivery: str | None = None, source: str = "default", n: int = 0) -> E
 
 async def test_group_commit_shares_transactions(store: SQLiteStore) -> None:
     batches: list[int] = []
-    original = store._run_batch
+    writer = store._writer
+    original = writer._run_batch
 
     def spy(conn, batch):  # type: ignore[no-untyped-def]
         batches.append(len(batch))
         original(conn, batch)
 
-    store._run_batch = spy  # type: ignore[method-assign]
+    writer._run_batch = spy  # type: ignore[method-assign]
     await asyncio.gather(*(store.append(draft(n=i)) for i in range(300)))
     assert sum(batches) == 300
     assert len(batches) < 300  # concurrent appends shared commits

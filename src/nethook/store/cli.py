@@ -56,7 +56,7 @@ def _sqlite_connect(cfg: StoreConfig, create: bool) -> sqlite3.Connection:
 
 
 def _sqlite_upgrade(cfg: StoreConfig) -> list[int]:
-    from .sqlite import migrate
+    from .sqlite_schema import migrate
 
     conn = _sqlite_connect(cfg, create=True)
     try:
@@ -69,7 +69,7 @@ def _sqlite_upgrade(cfg: StoreConfig) -> list[int]:
 def _sqlite_status(
     cfg: StoreConfig,
 ) -> tuple[list[tuple[int, str, float]], list[int], dict[str, int]]:
-    from .sqlite import schema_status
+    from .sqlite_schema import schema_status
 
     conn = _sqlite_connect(cfg, create=False)
     try:

@@ -1,21 +1,20 @@
 """SQLite store: WAL, ``synchronous=FULL``, one writer thread doing group commit.
 
-Every write (append, claim, run records...) is a small function queued to a single writer
-thread. The thread takes everything waiting, runs it in one transaction (each function in
-its own savepoint so one failure does not undo the others) and commits once: N concurrent
-requests share one fsync. Reads use separate connections in a small thread pool; WAL lets
-them run beside the writer.
+Every write (append, claim, run records...) is a small function handed to the single
+writer thread (:mod:`.sqlite_writer`), which runs whatever is waiting in one transaction
+and commits once: N concurrent requests share one fsync. Reads use separate connections in
+a small thread pool; WAL lets them run beside the writer. Schema versions are in
+:mod:`.sqlite_schema`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -40,9 +39,7 @@ from .base import (
     PurgeResult,
     Store,
     event_list_query,
-    load_migrations,
     load_queries,
-    load_schema,
 )
 from .rows import (
     _dumps,
@@ -52,11 +49,10 @@ from .rows import (
     run_from_row,
     run_params,
 )
+from .sqlite_schema import migrate
+from .sqlite_writer import Op, Writer
 
 T = TypeVar("T")
-_Op = Callable[[sqlite3.Connection], Any]
-_STOP = object()
-_MAX_BATCH = 512
 
 
 class SQLiteStore(Store):
@@ -66,14 +62,15 @@ class SQLiteStore(Store):
         self.path = Path(path)
         self.commit_delay = commit_delay_ms / 1000.0
         self.q = load_queries("sqlite")
-        self._ops: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._writer: threading.Thread | None = None
+        self._writer = Writer(self._connect, self.commit_delay)
+        # The writer's own method, not a wrapper: every write (the ingest hot path) costs
+        # no extra call or await for going through another module.
+        self._write: Callable[[Op], Awaitable[Any]] = self._writer.write
         self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="nethook-sqlite-r")
         self._local = threading.local()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._work = asyncio.Event()
         self._closed = False
-        self._writer_failed: BaseException | None = None
 
     # ------------------------------------------------------------------ connections
 
@@ -105,90 +102,16 @@ class SQLiteStore(Store):
             migrate(conn)
         finally:
             conn.close()
-        self._writer = threading.Thread(
-            target=self._write_loop, name="nethook-sqlite-w", daemon=True
-        )
-        self._writer.start()
+        self._writer.start(self._loop)
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        if self._writer is not None:
-            self._ops.put(_STOP)
-            await asyncio.to_thread(self._writer.join, 10)
+        await self._writer.close()
         self._readers.shutdown(wait=False)
 
-    # ------------------------------------------------------------------ the writer
-
-    def _write_loop(self) -> None:
-        conn = self._connect()
-        try:
-            while True:
-                first = self._ops.get()
-                if first is _STOP:
-                    return
-                batch = [first]
-                if self.commit_delay:
-                    time.sleep(self.commit_delay)
-                stop = False
-                while len(batch) < _MAX_BATCH:
-                    try:
-                        item = self._ops.get_nowait()
-                    except queue.Empty:
-                        break
-                    if item is _STOP:
-                        stop = True
-                        break
-                    batch.append(item)
-                self._run_batch(conn, batch)
-                if stop:
-                    return
-        finally:
-            conn.close()
-
-    def _run_batch(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
-        # Hot path: the whole batch in one transaction, no per-op savepoints. If any op
-        # fails, the batch is rolled back and replayed op by op, so one bad write cannot
-        # fail its neighbours.
-        results: list[tuple[asyncio.Future[Any], Any, BaseException | None]]
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            results = [(fut, op(conn), None) for op, fut in batch]
-            conn.execute("COMMIT")
-        except Exception:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            results = [self._run_alone(conn, op, fut) for op, fut in batch]
-        assert self._loop is not None
-        # One wake-up of the event loop per batch, not per request.
-        self._loop.call_soon_threadsafe(_settle, results)
-
-    @staticmethod
-    def _run_alone(
-        conn: sqlite3.Connection, op: _Op, fut: asyncio.Future[Any]
-    ) -> tuple[asyncio.Future[Any], Any, BaseException | None]:
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            value = op(conn)
-            conn.execute("COMMIT")
-            return fut, value, None
-        except sqlite3.Error as exc:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            return fut, None, StoreUnavailable(f"sqlite: {exc}")
-        except Exception as exc:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            return fut, None, exc
-
-    async def _write(self, op: _Op) -> Any:
-        if self._closed or self._writer is None or not self._writer.is_alive():
-            raise StoreUnavailable("store is closed")
-        assert self._loop is not None
-        fut: asyncio.Future[Any] = self._loop.create_future()
-        self._ops.put((op, fut))
-        return await fut
+    # ------------------------------------------------------------------ reads
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         assert self._loop is not None
@@ -474,71 +397,3 @@ def _purge_chunk(
         return len(picked), paths
 
     return op
-
-
-def _settle(results: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
-    for fut, value, exc in results:
-        if fut.cancelled():
-            continue
-        if exc is not None:
-            fut.set_exception(exc)
-        else:
-            fut.set_result(value)
-
-
-def migrate(conn: sqlite3.Connection) -> list[int]:
-    """Apply the migrations this database has not seen; returns the versions applied.
-
-    A new, empty database gets ``schema.sql`` in one transaction, stamped with every
-    version (as the PostgreSQL store does); a test proves it equals the migrations replayed.
-    """
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
-        "name TEXT NOT NULL, applied_at REAL NOT NULL)"
-    )
-    done = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
-    has_events = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'"
-    ).fetchone()
-    todo = [m for m in load_migrations("sqlite") if m[0] not in done]
-    if not done and has_events is None:
-        steps = [(todo, load_schema("sqlite"))]  # one step: the whole schema, every version
-    else:
-        steps = [([m], m[2]) for m in todo]
-    applied = []
-    for versions, sql in steps:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for statement in _split(sql):
-                conn.execute(statement)
-            for version, name, _sql in versions:
-                conn.execute(
-                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                    (version, name, time.time()),
-                )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        applied += [v for v, _, _ in versions]
-    return applied
-
-
-def schema_status(conn: sqlite3.Connection) -> tuple[list[tuple[int, str, float]], list[int]]:
-    """``(applied migrations, pending versions)`` of a database, for ``nethook db status``."""
-    has_table = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
-    ).fetchone()
-    rows = (
-        conn.execute("SELECT version, name, applied_at FROM schema_migrations ORDER BY version")
-        if has_table
-        else []
-    )
-    applied = [(int(v), str(n), float(a)) for v, n, a in rows]
-    done = {v for v, _, _ in applied}
-    return applied, [v for v, _, _ in load_migrations("sqlite") if v not in done]
-
-
-def _split(sql: str) -> list[str]:
-    lines = [ln for ln in sql.splitlines() if not ln.strip().startswith("--")]
-    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
