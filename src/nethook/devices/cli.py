@@ -104,7 +104,7 @@ class Probe:
 
 def probe_device(device: Device, cfg: DevicesConfig) -> Probe:
     """Log in, read the prompt, log out (blocking; run in a thread)."""
-    from .sessions import _quiet_disconnect, netmiko_connect
+    from .sessions import netmiko_connect, quiet_disconnect
 
     started = time.monotonic()
     try:
@@ -116,7 +116,7 @@ def probe_device(device: Device, cfg: DevicesConfig) -> Probe:
     except Exception as exc:  # a login that cannot show a prompt is not reachable enough
         return Probe(device, False, latency=time.monotonic() - started, error=repr(exc))
     finally:
-        _quiet_disconnect(conn)
+        quiet_disconnect(conn)
     return Probe(device, True, prompt=prompt, latency=time.monotonic() - started)
 
 

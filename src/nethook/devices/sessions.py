@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -42,116 +41,23 @@ import structlog
 from .. import metrics
 from ..config import DevicesConfig
 from ..exceptions import PermanentError, TransientError
-from .inventory import Credentials, Device, Inventory
+from .inventory import Device, Inventory
+from .netmiko_transport import (
+    AuthFailed,
+    Connector,
+    SessionDead,
+    close_if_connected,
+    is_dead,
+    is_read_timeout,
+    netmiko_connect,
+    quiet_disconnect,
+    transport_active,
+)
 from .slots import SharedSlots
 
 log = structlog.get_logger("nethook.devices")
 
 T = TypeVar("T")
-
-#: Opens a connection (blocking; runs in a pool thread).
-Connector = Callable[[Device, Credentials, DevicesConfig], Any]
-
-
-class SessionDead(Exception):
-    """The connection under a command is gone (EOF, reset, closed socket)."""
-
-
-class AuthFailed(PermanentError):
-    """The device refused the credentials. Permanent: retrying could lock the account."""
-
-
-# --------------------------------------------------------------------------- Netmiko
-
-
-def netmiko_connect(device: Device, creds: Credentials, cfg: DevicesConfig) -> Any:
-    """Open a Netmiko session (blocking), converting failures into our errors."""
-    import paramiko
-    from netmiko import ConnectHandler
-    from netmiko.exceptions import (
-        NetmikoAuthenticationException,
-        NetmikoTimeoutException,
-        ReadException,
-    )
-
-    where = f"{device.name} ({device.host}:{device.port})"
-    try:
-        conn = ConnectHandler(
-            device_type=device.platform,
-            host=device.host,
-            port=device.port,
-            username=creds.username,
-            password=creds.password,
-            secret=creds.secret,
-            conn_timeout=cfg.connect_timeout,
-            auth_timeout=cfg.connect_timeout,
-            banner_timeout=cfg.connect_timeout,
-            keepalive=max(1, int(cfg.keepalive)),
-            # Only the password we were given: no agent, no ~/.ssh keys. A stray key that
-            # fails counts as a failed login on many devices.
-            use_keys=False,
-            allow_agent=False,
-            ssh_strict=False,
-            system_host_keys=False,
-            read_timeout_override=None,
-        )
-    except NetmikoAuthenticationException as exc:
-        raise AuthFailed(f"{where}: authentication failed") from exc
-    except NetmikoTimeoutException as exc:
-        raise TransientError(f"{where}: connect timed out or refused") from exc
-    except ValueError as exc:  # unsupported device_type and the like
-        raise PermanentError(f"{where}: {exc}") from exc
-    except (OSError, EOFError, paramiko.SSHException, ReadException) as exc:
-        raise TransientError(f"{where}: connect failed: {type(exc).__name__}: {exc}") from exc
-    try:
-        if device.wants_enable(creds) and not conn.check_enable_mode():
-            conn.enable()
-    except ValueError as exc:  # Netmiko: "Failed to enter enable mode"
-        _quiet_disconnect(conn)
-        raise PermanentError(f"{where}: cannot enter enable mode (check the secret)") from exc
-    except (OSError, EOFError, ReadException) as exc:
-        _quiet_disconnect(conn)
-        raise TransientError(f"{where}: session lost while entering enable mode") from exc
-    return conn
-
-
-def _quiet_disconnect(conn: Any) -> None:
-    with contextlib.suppress(Exception):
-        conn.disconnect()
-
-
-def _close_if_connected(future: Any) -> None:
-    if not future.cancelled() and future.exception() is None:
-        _quiet_disconnect(future.result())
-
-
-def _transport_active(conn: Any) -> bool:
-    try:
-        return bool(conn.remote_conn.transport.is_active())
-    except AttributeError:
-        return False
-
-
-def _is_dead(exc: BaseException) -> bool:
-    """Does this exception mean the connection itself is gone?"""
-    try:
-        import paramiko
-        from netmiko.exceptions import ReadTimeout, WriteException
-    except ImportError:  # pragma: no cover - only with a custom connector
-        return isinstance(exc, (OSError, EOFError))
-    if isinstance(exc, ReadTimeout):
-        return False  # the device is slow or the prompt odd: not a dead transport
-    return isinstance(exc, (OSError, EOFError, socket.timeout, WriteException)) or (
-        isinstance(exc, paramiko.SSHException) and "not active" in str(exc).lower()
-    )
-
-
-def _is_read_timeout(exc: BaseException) -> bool:
-    try:
-        from netmiko.exceptions import ReadTimeout
-    except ImportError:  # pragma: no cover - only with a custom connector
-        return False
-    return isinstance(exc, ReadTimeout)
 
 
 # --------------------------------------------------------------------------- the pool
@@ -341,7 +247,7 @@ class SessionPool:
         return await self._connect(device), False
 
     async def _healthy(self, session: Session) -> bool:
-        if session.broken or not _transport_active(session.conn):
+        if session.broken or not transport_active(session.conn):
             return False
         if self.clock() - session.last_used < self.config.health_check_after:
             return True
@@ -394,7 +300,7 @@ class SessionPool:
             # rather than leave a vty line taken by a session nobody holds.
             self._slots.release()
             self._release_shared(device.name, token)
-            future.add_done_callback(_close_if_connected)
+            future.add_done_callback(close_if_connected)
             raise
         except AuthFailed as exc:
             self._slots.release()
@@ -449,9 +355,9 @@ class SessionPool:
             raise
         except BaseException as exc:
             session.broken = True
-            if _is_dead(exc):
+            if is_dead(exc):
                 raise SessionDead(f"{type(exc).__name__}: {exc}") from exc
-            if _is_read_timeout(exc):
+            if is_read_timeout(exc):
                 # Output may still arrive later and confuse the next command: the session
                 # was marked broken above and is closed on checkin.
                 raise TransientError(
@@ -463,7 +369,7 @@ class SessionPool:
         return result
 
     def _checkin(self, session: Session) -> None:
-        if session.broken or session.stale or self._closed or not _transport_active(session.conn):
+        if session.broken or session.stale or self._closed or not transport_active(session.conn):
             self._discard(session)
             return
         self._idle.setdefault(session.device.name, []).append(session)
@@ -486,7 +392,7 @@ class SessionPool:
         session.broken = True
         if self._forget(session):
             with contextlib.suppress(RuntimeError):  # executor already shut down
-                future = self.executor.submit(_quiet_disconnect, session.conn)
+                future = self.executor.submit(quiet_disconnect, session.conn)
                 self._closing.add(future)
                 future.add_done_callback(self._closing.discard)
 
