@@ -138,7 +138,7 @@ def check_syslog_listeners(cfg: Config) -> list[str]:
                 if (
                     addr.port
                     and (transport, port) == (addr.transport, addr.port)
-                    and (host == addr.host or {host, addr.host} & _WILDCARDS)
+                    and _hosts_overlap(host, addr.host)
                 ):
                     errors.append(
                         f"sources.{name}.listen: {addr} overlaps {transport} port {port}"
@@ -149,7 +149,21 @@ def check_syslog_listeners(cfg: Config) -> list[str]:
     return errors
 
 
-_WILDCARDS = {"0.0.0.0", "::"}
+def _hosts_overlap(a: str, b: str) -> bool:
+    """Would listeners on ``a`` and ``b`` (same transport and port) collide?
+
+    ``[::]`` is bound dual-stack (it takes IPv4 too), so it collides with everything;
+    ``0.0.0.0`` with every IPv4 address. Names are compared as written: resolving them
+    here would make ``config check`` depend on DNS.
+    """
+    try:
+        x, y = ipaddress.ip_address(a), ipaddress.ip_address(b)
+    except ValueError:
+        return a.lower() == b.lower()
+    for one, other in ((x, y), (y, x)):
+        if one.is_unspecified and (one.version == 6 or other.version == 4):
+            return True
+    return x == y
 
 
 def build_sources(cfg: Config) -> dict[str, Source]:

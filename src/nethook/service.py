@@ -144,9 +144,9 @@ class Service:
             for component in self.components
             if (prepare := getattr(component, "prepare_reload", None)) is not None
         ]
-        self.runtime = runtime
         for commit in commits:
             commit()
+        self.runtime = runtime
         if self.dispatcher is not None:
             self.dispatcher.config = config
         log.info(

@@ -116,6 +116,13 @@ async def test_inventory_swap_retires_sessions_of_changed_devices(lab: Lab) -> N
         )
         await pool.run(device(changed, "p1"), show)
         assert lab["p1"].logins - logins["p1"] == 2
+        # A caller still holding the old definition (resolved before the reload) gets a
+        # session of its own, closed when it comes back: it never serves the new one.
+        await pool.run(device(inv, "p1"), show)
+        assert lab["p1"].logins - logins["p1"] == 3
+        assert pool.idle_count("p1") == 1
+        await pool.run(device(changed, "p1"), show)
+        assert lab["p1"].logins - logins["p1"] == 3
     finally:
         await pool.close()
 

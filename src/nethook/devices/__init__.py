@@ -74,23 +74,27 @@ class DevicesComponent:
         """Load the inventory ``config`` names; the returned call puts it in use.
 
         A bad inventory raises ConfigError here, so the reload is refused as a whole and
-        the running inventory stays. Pool settings (``devices:``) apply at restart.
+        the running inventory stays. The pool's size (``max_sessions``, ``per_device``)
+        is fixed at start-up; its other settings follow the new config.
         """
         from . import inventory as inventory_mod
 
         if config.inventory is None:
             raise ConfigError("inventory: removing the inventory needs a restart")
+        # Small file, read once per reload: fine on the loop (reload is synchronous).
         inv = inventory_mod.load(config.inventory)
-        service = self.service
-        pool = self.pool
+        view = inv.view()
+        service, pool = self.service, self.pool
 
         def commit() -> None:
             if pool is None or service is None:
                 return
-            if config.devices != pool.config:
-                log.warning("devices.settings_need_restart")
+            fixed = {"max_sessions": pool.config.max_sessions, "per_device": pool.config.per_device}
+            if any(getattr(config.devices, k) != v for k, v in fixed.items()):
+                log.warning("devices.pool_size_needs_restart", keeps=fixed)
+            pool.config = config.devices.model_copy(update=fixed)
             diff = pool.swap_inventory(inv)
-            service.extras["inventory"] = inv.view()
+            service.extras["inventory"] = view
             log.info("devices.reloaded", inventory=str(config.inventory), devices=len(inv), **diff)
 
         return commit

@@ -75,8 +75,6 @@ class Session:
     broken: bool = False
     #: This session's lease in the shared per-device slots (several nodes), if any.
     slot: str | None = None
-    #: The device's settings changed in a reload: close instead of reusing.
-    stale: bool = False
 
 
 @dataclass
@@ -154,26 +152,28 @@ class SessionPool:
         """Use ``inventory`` from now on (a reload); returns the device names added,
         removed and changed.
 
-        Sessions of a removed or changed device (host, port, platform, credentials...) are
-        not reused: idle ones close now, leased ones when their action ends. The action
-        running on one finishes on the connection it started with.
+        A session serves only the device definition it was opened for: idle sessions of a
+        removed or changed device (host, port, platform, credentials...) close now; leased
+        ones, and any opened later for an old definition by an action that resolved its
+        target before the swap, close when they come back (see :meth:`_checkin`).
         """
         old = self.inventory
         self.inventory = inventory
         names_old, names_new = set(old.names()), set(inventory.names())
         changed = sorted(n for n in names_old & names_new if old.get(n) != inventory.get(n))
-        for session in list(self._open):
-            if inventory.get(session.device.name) != session.device:
-                session.stale = True
-                idle = self._idle.get(session.device.name)
-                if idle and session in idle:
+        for sessions in list(self._idle.values()):
+            for session in list(sessions):
+                if not self._current(session):
                     self._discard(session)
-        self._auth_failed.clear()  # new credentials deserve a new try
         return {
             "added": sorted(names_new - names_old),
             "removed": sorted(names_old - names_new),
             "changed": changed,
         }
+
+    def _current(self, session: Session) -> bool:
+        """Is the session's device still defined as it was when the session opened?"""
+        return self.inventory.get(session.device.name) == session.device
 
     def open_count(self) -> int:
         return len(self._open)
@@ -231,8 +231,14 @@ class SessionPool:
 
     async def _checkout(self, device: Device) -> tuple[Session, bool]:
         idle = self._idle.get(device.name, [])
-        while idle:
-            session = idle.pop()  # the most recently used is the most likely alive
+        while True:
+            # The most recently used is the most likely alive. Only a session opened for
+            # this very definition: across a reload, a caller holding the old one must not
+            # get a session to the new host (or the other way round).
+            session = next((s for s in reversed(idle) if s.device == device), None)
+            if session is None:
+                break
+            idle.remove(session)
             try:
                 healthy = await self._healthy(session)
             except BaseException:  # cancelled mid-probe: the session is neither idle nor leased
@@ -369,7 +375,12 @@ class SessionPool:
         return result
 
     def _checkin(self, session: Session) -> None:
-        if session.broken or session.stale or self._closed or not transport_active(session.conn):
+        if (
+            session.broken
+            or self._closed
+            or not self._current(session)
+            or not transport_active(session.conn)
+        ):
             self._discard(session)
             return
         self._idle.setdefault(session.device.name, []).append(session)

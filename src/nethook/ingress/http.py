@@ -424,9 +424,18 @@ def _flat_routes(routes: list[Any]) -> Iterator[Any]:
             yield route
 
 
+def route_path(scope: Any) -> str:
+    """The path routes match: without the ``root_path`` a proxy mounted the app under."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root) and path[len(root) : len(root) + 1] in ("", "/"):
+        return path[len(root) :] or "/"
+    return path
+
+
 def _allowed_methods(request: Request) -> list[str]:
     methods: set[str] = set()
-    path = request.scope["path"]
+    path = route_path(request.scope)
     for route in _flat_routes(request.app.router.routes):
         if (
             isinstance(route, Route)
@@ -441,7 +450,7 @@ def _allowed_methods(request: Request) -> list[str]:
 async def custom_path(request: Request) -> Response:
     """Route for a source's own ``path:`` (looked up per request, so reloads apply)."""
     service: Service = request.app.state.service
-    path = request.scope["path"]
+    path = route_path(request.scope)
     name = service.runtime.paths.get(path.rstrip("/") or "/")
     if name is None:
         # This catch-all also sees wrong methods on real routes (GET /events): say 405 there.

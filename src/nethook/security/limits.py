@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -145,16 +146,36 @@ class FailedLogins:
     client's bucket; with none left, attempts are refused (429) before any compare.
 
     Right credentials spend nothing, so an operator who mistypes a few times is not locked
-    out, while a guesser gets ``per_minute`` tries a minute after the first burst.
+    out, while a guesser gets ``per_minute`` tries a minute after the first burst. Per
+    address, not per user name: the login form also takes the admin token with any user
+    name, so a per-name bucket would give a guesser a fresh one per name. (Behind a proxy,
+    list it in ``security.trusted_proxies`` or every client shares the proxy's bucket.)
+    IPv6 clients count per /64: one host usually holds the whole prefix. Thread-safe:
+    FastAPI runs sync dependencies in its thread pool.
     """
 
     def __init__(self, per_minute: int) -> None:
         self.per_minute = per_minute
         self._buckets = TokenBucket(per_minute, per_minute)
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(client: str) -> str:
+        try:
+            addr = ipaddress.ip_address(client)
+        except ValueError:
+            return client
+        if addr.version == 6 and addr.ipv4_mapped is None:
+            return str(ipaddress.ip_network(f"{addr}/64", strict=False))
+        return client
 
     def retry_after(self, client: str, now: float | None = None) -> float:
         """0.0 when ``client`` may try, else the seconds until it may."""
-        return self._buckets.wait(client, time.monotonic() if now is None else now)
+        key = self.key(client)
+        with self._lock:
+            return self._buckets.wait(key, time.monotonic() if now is None else now)
 
     def failed(self, client: str, now: float | None = None) -> None:
-        self._buckets.take(client, time.monotonic() if now is None else now)
+        key = self.key(client)
+        with self._lock:
+            self._buckets.take(key, time.monotonic() if now is None else now)

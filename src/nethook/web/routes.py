@@ -42,7 +42,7 @@ DEAD_PAGE_SIZE = 200
 MAX_BULK = 500
 _FORM_CAP = 64 * 1024
 _INLINE_DIFF_CAP = 256 * 1024
-_STATS_TTL = 1.0
+_STATS_TTL = 2.0
 
 # script-src 'self' only: no inline script anywhere, htmx runs with eval disabled.
 _SECURITY_HEADERS = {
@@ -203,12 +203,18 @@ def _csrf_refusal(
 
 
 async def _stats(request: Request) -> views.Stats:
-    # Several open dashboards refresh the counters; one read serves them all for a moment.
+    # Several open dashboards refresh the counters (an hour's aggregate in the store): one
+    # read at a time serves them all, and its result for a moment after.
     state = request.app.state
     cached: tuple[float, views.Stats] | None = getattr(state, "nethook_web_stats", None)
     if cached is not None and time.monotonic() - cached[0] < _STATS_TTL:
         return cached[1]
-    stats = await load_stats(_service(request).store)
+    running: asyncio.Task[views.Stats] | None = getattr(state, "nethook_web_stats_task", None)
+    if running is None or running.done():
+        running = asyncio.ensure_future(load_stats(_service(request).store))
+        state.nethook_web_stats_task = running
+    # Shielded: a dashboard closing mid-read must not cancel the read the others wait for.
+    stats = await asyncio.shield(running)
     state.nethook_web_stats = (time.monotonic(), stats)
     return stats
 
