@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import os
 import random
 import time
@@ -11,8 +10,9 @@ from enum import StrEnum
 from typing import Any
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-# RFC 4648 base32 -> Crockford base32, for encoding the random part in C, not in a loop.
-_B32_TO_CROCKFORD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _CROCKFORD.encode())
+# Every 10-bit value as two Crockford characters: the 80 random bits are 8 lookups.
+# (base64.b32encode is pure Python in 3.11 and cost three times as much on the hot path.)
+_PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]
 _prefix_cache: tuple[int, str] = (-1, "")
 # Ids need uniqueness, not secrecy (nothing is authorised by knowing one), and os.urandom
 # costs a system call per id; a PRNG seeded from the OS once per process is enough.
@@ -47,15 +47,21 @@ def new_id(now: float | None = None) -> str:
 
     Ids sort by creation time, so "newest first" is an index scan and ids are safe in URLs.
     This is on the ingest hot path: the time prefix is cached per millisecond and the random
-    part (exactly 10 bytes = 16 base32 characters) is encoded by the C base32 codec.
+    part (80 bits = 16 characters) is encoded by table lookups.
     """
     ms = int((time.time() if now is None else now) * 1000)
-    rand = (
-        base64.b32encode(_rng.getrandbits(80).to_bytes(10, "big"))
-        .translate(_B32_TO_CROCKFORD)
-        .decode()
+    r, p = _rng.getrandbits(80), _PAIRS
+    return (
+        _time_prefix(ms)
+        + p[r >> 70]
+        + p[(r >> 60) & 1023]
+        + p[(r >> 50) & 1023]
+        + p[(r >> 40) & 1023]
+        + p[(r >> 30) & 1023]
+        + p[(r >> 20) & 1023]
+        + p[(r >> 10) & 1023]
+        + p[r & 1023]
     )
-    return _time_prefix(ms) + rand
 
 
 class EventStatus(StrEnum):

@@ -80,3 +80,20 @@ def test_delivery_header_preference() -> None:
     assert header_delivery_id({"x-request-id": "r", "webhook-id": "w"}) == "w"
     assert header_delivery_id({"idempotency-key": "i", "webhook-id": "w"}) == "i"
     assert header_delivery_id({}) is None
+
+
+def test_ids_are_ulids_sorted_by_time_and_floored_by_id_floor() -> None:
+    import re
+
+    from nethook.events import id_floor, new_id
+
+    # Mid-millisecond instants: float rounding cannot put two of them in one millisecond.
+    ids = [new_id((1_700_000_000_000 + i + 0.5) / 1000) for i in range(2000)]
+    assert all(re.fullmatch(r"[0-9A-HJKMNP-TV-Z]{26}", i) for i in ids)
+    assert len(set(ids)) == len(ids)
+    assert ids == sorted(ids)  # one id per millisecond here: time order is id order
+    # The time part of a known instant (the ULID spec's example: 1469918176385 ms).
+    assert new_id(1469918176.385)[:10] == "01ARYZ6S41"
+    floor = id_floor(1_700_000_000.5)
+    assert floor <= new_id(1_700_000_000.5) and floor > new_id(1_700_000_000.499)
+    assert floor.endswith("0" * 16) and len(floor) == 26
