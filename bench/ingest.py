@@ -1,11 +1,15 @@
 """Ingest benchmark: nethook variants vs. anchors measured in the same run.
 
-    .venv/bin/python bench/ingest.py [--duration 10] [--connections 32] [--threads 2]
-                                     [--only NAME ...] [--json OUT]
+    .venv/bin/python bench/ingest.py [--duration 10] [--rounds 3] [--connections 32]
+                                     [--threads 2] [--only NAME ...] [--json OUT]
 
 Each target is started on a free 127.0.0.1 port, checked with one good and one bad
 request, warmed up, then driven by wrk for ``--duration`` seconds with the same JSON body.
-See bench/README.md.
+With ``--rounds N`` every target runs N times, interleaved round by round: a shared
+machine's speed drifts by tens of percent within minutes, and a target measured a minute
+after its anchor can look better or worse than it is. The table shows each target's median
+run with the spread of its rounds; each ratio is the median of the per-round ratios (a
+target and its anchor measured minutes apart, not rounds apart). See bench/README.md.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import os
 import platform
 import signal
 import sqlite3
+import statistics
 import sys
 import tempfile
 import time
@@ -50,6 +55,10 @@ class Outcome:
     exit_code: int | None = None
     stored_events: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rps(self) -> float:
+        return self.result.rps if self.result is not None else 0.0
 
     @property
     def accepted(self) -> int:
@@ -154,6 +163,7 @@ def meta(args: argparse.Namespace) -> dict[str, Any]:
         "cores": os.cpu_count(),
         "duration_s": args.duration,
         "warmup_s": args.warmup,
+        "rounds": args.rounds,
         "connections": args.connections,
         "wrk_threads": args.threads,
         "python": platform.python_version(),
@@ -164,19 +174,36 @@ def _pct(cpu_s: float, wall_s: float) -> str:
     return f"{100 * cpu_s / wall_s:.0f}%" if wall_s else "-"
 
 
-def table(outcomes: list[Outcome]) -> Table:
+def median_run(runs: list[Outcome]) -> Outcome:
+    """The run with the median req/s (a real run, not an average of several)."""
+    measured = sorted((oc for oc in runs if oc.result is not None), key=lambda oc: oc.rps)
+    return measured[(len(measured) - 1) // 2] if measured else runs[0]
+
+
+def spread(runs: list[Outcome]) -> str:
+    rates = [oc.rps for oc in runs if oc.result is not None]
+    if len(rates) < 2:
+        return "-"
+    mid = statistics.median(rates)
+    return f"±{50 * (max(rates) - min(rates)) / mid:.0f}%" if mid else "-"
+
+
+def table(rounds: dict[str, list[Outcome]]) -> Table:
     t = Table(show_edge=False, pad_edge=False)
     t.add_column("target")
-    for col in ("req/s", "p50 ms", "p99 ms", "unexpected", "errors", "server CPU", "wrk CPU"):
+    cols = ("req/s", "spread", "p50 ms", "p99 ms", "unexpected", "errors", "server CPU", "wrk CPU")
+    for col in cols:
         t.add_column(col, justify="right")
-    for oc in outcomes:
+    for runs in rounds.values():
+        oc = median_run(runs)
         r = oc.result
         if r is None:
-            t.add_row(oc.name, f"[yellow]{oc.status}[/]", *["-"] * 6)
+            t.add_row(oc.name, f"[yellow]{oc.status}[/]", *["-"] * 7)
             continue
         t.add_row(
             oc.name,
             f"{r.rps:,.0f}",
+            spread(runs),
             f"{r.latency_ms['p50']:.2f}",
             f"{r.latency_ms['p99']:.2f}",
             str(sum(oc.unexpected().values())),
@@ -185,6 +212,17 @@ def table(outcomes: list[Outcome]) -> Table:
             _pct(r.wrk_cpu_s, r.duration_s),
         )
     return t
+
+
+def median_ratios(rounds: dict[str, list[Outcome]], n: int) -> dict[str, float | None]:
+    """Per ratio, the median over rounds of that round's ratio (None when never measured)."""
+    per_round = [ratios([runs[i] for runs in rounds.values() if i < len(runs)]) for i in range(n)]
+    keys = list(per_round[0]) if per_round else []
+    result: dict[str, float | None] = {}
+    for key in keys:
+        values = [r[key] for r in per_round if r.get(key) is not None]
+        result[key] = statistics.median(values) if values else None  # type: ignore[type-var]
+    return result
 
 
 def ratios(outcomes: list[Outcome]) -> dict[str, float | None]:
@@ -243,6 +281,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--duration", type=int, default=10, metavar="SECONDS", help="per target")
     p.add_argument("--warmup", type=int, default=2, metavar="SECONDS", help="0 to skip")
+    p.add_argument(
+        "--rounds", type=int, default=3, metavar="N",
+        help="run every target N times, interleaved; report medians",
+    )  # fmt: skip
     p.add_argument("--connections", type=int, default=32, metavar="N")
     p.add_argument("--threads", type=int, default=2, metavar="N", help="wrk threads")
     p.add_argument(
@@ -251,8 +293,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )  # fmt: skip
     p.add_argument("--json", type=Path, metavar="OUT", help="write raw numbers here")
     args = p.parse_args(argv)
-    if args.duration < 1 or args.connections < 1 or args.threads < 1 or args.warmup < 0:
-        p.error("--duration, --connections and --threads must be >= 1, --warmup >= 0")
+    if min(args.duration, args.connections, args.threads, args.rounds) < 1 or args.warmup < 0:
+        p.error("--duration, --rounds, --connections and --threads must be >= 1, --warmup >= 0")
     if args.threads > args.connections:
         p.error("wrk needs --connections >= --threads")
     return args
@@ -266,16 +308,24 @@ def main(argv: list[str] | None = None) -> int:
     names = [n for n in TARGETS if n in (args.only or TARGETS)]
     info = meta(args)
     started = time.monotonic()
-    outcomes = [bench_target(TARGETS[n], args) for n in names]
+    rounds: dict[str, list[Outcome]] = {n: [] for n in names}
+    for i in range(args.rounds):
+        if args.rounds > 1:
+            console.print(f"[bold]round {i + 1}/{args.rounds}[/]")
+        for n in names:
+            if rounds[n] and rounds[n][-1].status == "unavailable":
+                continue  # a missing binary stays missing
+            rounds[n].append(bench_target(TARGETS[n], args))
+    outcomes = [oc for runs in rounds.values() for oc in runs]
 
     out.print(
         f"\ningest benchmark | {info['date']} | {info['cpu']}, {info['cores']} cores | "
-        f"{args.duration}s per target (+{args.warmup}s warm-up) | {args.connections} conns, "
-        f"{args.threads} wrk threads"
+        f"{args.duration}s per target (+{args.warmup}s warm-up) x {args.rounds} rounds, "
+        f"interleaved | {args.connections} conns, {args.threads} wrk threads"
     )
-    out.print(table(outcomes))
-    by_name = {oc.name: oc for oc in outcomes}
-    ratio = ratios(outcomes)
+    out.print(table(rounds))
+    by_name = {name: median_run(runs) for name, runs in rounds.items()}
+    ratio = median_ratios(rounds, args.rounds)
     for key, value in ratio.items():
         if value is None:
             why = [
@@ -285,7 +335,8 @@ def main(argv: list[str] | None = None) -> int:
             ]
             out.print(f"{key} (req/s): n/a ({', '.join(why)})")
         else:
-            out.print(f"{key} (req/s): {value:.2f}")
+            label = "median of per-round ratios" if args.rounds > 1 else "req/s"
+            out.print(f"{key} ({label}): {value:.2f}")
 
     healthy = True
     for oc in outcomes:
@@ -314,7 +365,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         doc = {
             "meta": info,
-            "targets": {oc.name: oc.as_dict() | oc.extra for oc in outcomes},
+            "targets": {
+                name: {
+                    **median_run(runs).as_dict(),
+                    "rounds": [oc.as_dict() | oc.extra for oc in runs],
+                }
+                for name, runs in rounds.items()
+            },
             "ratios": {k: (round(v, 4) if v is not None else None) for k, v in ratio.items()},
         }
         args.json.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
