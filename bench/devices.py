@@ -45,6 +45,7 @@ from rich.table import Table
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests" / "integration"))
+sys.path.insert(0, str(REPO / "tests"))  # ports.py
 
 from devices_lab import PASSWORD, USERNAME, Lab, free_port  # noqa: E402
 

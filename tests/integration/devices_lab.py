@@ -20,7 +20,7 @@ from typing import Any
 import paramiko
 import yaml
 
-from conftest import free_port
+from ports import free_port
 
 USERNAME = "netops"
 PASSWORD = "lab-password-1"
