@@ -82,5 +82,14 @@ def send(
         ", ".join(f"{k}: {v}" for k, v in sorted(report.statuses.items())),
     )
     console.print(table)
+    limited = report.statuses.get("429", 0)
+    if limited:
+        # A load test from one address meets the per-client rate limit first: say so,
+        # rather than leave 429s looking like a failure of the server.
+        err.print(
+            f"[yellow]{limited} requests were rate-limited (429)[/yellow]: the source allows "
+            "security.rate_limit (or its own rate_limit) per client address; raise "
+            "requests_per_minute and burst, or set enabled: false, on a test server."
+        )
     ok = sum(v for k, v in report.statuses.items() if k.startswith("2"))
     raise typer.Exit(0 if ok == report.count else 1)

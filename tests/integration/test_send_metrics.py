@@ -129,6 +129,19 @@ def test_send_load_mode_prints_a_summary(server: Server, tmp_path: Path) -> None
     assert server.event_count() == before + 300
 
 
+def test_send_load_mode_explains_rate_limited_answers(make_server: Any, tmp_path: Path) -> None:
+    srv = make_server(security={"rate_limit": {"requests_per_minute": 60, "burst": 10}})
+    payload = tmp_path / "load.json"
+    payload.write_text('{"event": "load", "data": {}}')
+    proc = send(srv, payload, "--count", "40", "--concurrency", "4")
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # not every answer was 2xx
+    assert "429: " in proc.stdout
+    limited = int(proc.stdout.split("429: ")[1].split()[0].rstrip(",│"))
+    assert 0 < limited <= 30  # at least the burst of 10 got through
+    assert f"{limited} requests were rate-limited (429)" in " ".join(proc.stderr.split())
+    assert "requests_per_minute" in proc.stderr
+
+
 def metric(url: str, name: str, **labels: str) -> float:
     text = httpx.get(f"{url}/metrics", timeout=5).text
     total = 0.0
