@@ -109,6 +109,10 @@ def restconf(tls: dict[str, Any]) -> Iterator[Restconf]:
 # --------------------------------------------------------------------------- NETCONF peer
 
 
+#: The NETCONF server's session id for every RPC it answered, in order.
+NC_SESSIONS: list[Any] = []
+
+
 @pytest.fixture(scope="module")
 def netconf_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     try:
@@ -139,9 +143,11 @@ def netconf_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
             return util.filter_results(rpc, data, flt)
 
         def rpc_get_config(self, session: Any, rpc: Any, source: Any, flt: Any) -> Any:
+            NC_SESSIONS.append(session.session_id)
             return self._data(rpc, flt, "sys")
 
         def rpc_get(self, session: Any, rpc: Any, flt: Any) -> Any:
+            NC_SESSIONS.append(session.session_id)
             return self._data(rpc, flt, "default")
 
     port = free_port()
@@ -347,6 +353,16 @@ def test_netconf_xpath_filter(server: Server) -> None:
     out = event(server, "nc", device="r1", xpath="/sys:system-state")
     assert out["status"] == "succeeded", out
     assert out["results"]["nc"]["0"]["data"] == {"system-state": {"platform": "lab"}}
+
+
+def test_netconf_sessions_stay_warm_between_events(server: Server) -> None:
+    # Seen from the server: three events, three RPCs, one NETCONF session.
+    before = len(NC_SESSIONS)
+    for _ in range(3):
+        out = event(server, "nc", device="insecure", filter=f'<system xmlns="{SYS_NS}"/>')
+        assert out["status"] == "succeeded", out
+    ids = NC_SESSIONS[before:]
+    assert len(ids) == 3 and len(set(ids)) == 1, ids
 
 
 def test_netconf_auth_failure_is_permanent(server: Server) -> None:

@@ -7,20 +7,20 @@ filter, for servers with the ``:xpath`` capability. The reply's ``<data>`` is ke
 an XML artifact and parsed with xmltodict into the step output with every namespace
 stripped, so rules read ``data.system.hostname`` whatever prefix the device used.
 
-ncclient is blocking: it runs on the session pool's threads, and each NETCONF session
-holds one slot of the pool's global connection cap while it is open.
+Sessions come from the device session pool (transport ``netconf``): kept warm between
+events, health-checked, replaced once when dead, under the same per-device and global caps
+as CLI sessions. ncclient is blocking: it runs on the pool's threads.
 """
 
 from __future__ import annotations
 
-import asyncio
 import collections
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from ..devices.inventory import Credentials, Device
-from ..exceptions import PermanentError, TransientError
+from ..devices.inventory import Device
+from ..exceptions import PermanentError
 from .base import Action, ActionContext, ActionResult, ArtifactData
 from .device import MAX_OUTPUT_TEXT, DeviceOutcome, TargetOptions, pool_of, run_targets
 
@@ -65,37 +65,20 @@ def strip_namespaces(xml: str) -> Any:
     return xmltodict.parse(xml, process_namespaces=True, namespaces=no_ns, postprocessor=drop_xmlns)
 
 
-def _fetch(
-    dev: Device, creds: Credentials, op: str, opts: NetconfOptions, source: str | None
-) -> str:
-    """Connect, run one retrieval, close (blocking; runs in a pool thread)."""
-    from ncclient import manager
+def _retrieve(m: Any, dev: Device, op: str, opts: NetconfOptions, source: str | None) -> str:
+    """One retrieval on an open session (blocking; runs in a pool thread)."""
     from ncclient.operations.rpc import RPCError
-    from ncclient.transport.errors import AuthenticationError, SSHError, TransportError
 
-    where = f"{dev.name} ({dev.host}:{dev.netconf_port})"
+    m.timeout = opts.timeout
+    flt = opts.ncclient_filter()
     try:
-        with manager.connect(
-            host=dev.host,
-            port=dev.netconf_port,
-            username=creds.username,
-            password=creds.password,
-            hostkey_verify=False,
-            allow_agent=False,
-            look_for_keys=False,
-            timeout=opts.timeout,
-            device_params={"name": "default"},
-        ) as m:
-            m.timeout = opts.timeout
-            flt = opts.ncclient_filter()
-            reply = m.get_config(source=source, filter=flt) if op == "get_config" else m.get(flt)
-            return str(reply.data_xml)
-    except AuthenticationError as exc:
-        raise PermanentError(f"{where}: NETCONF authentication failed") from exc
+        reply = m.get_config(source=source, filter=flt) if op == "get_config" else m.get(flt)
     except RPCError as exc:
-        raise PermanentError(f"{where}: NETCONF error: {exc}") from exc
-    except (SSHError, TransportError, OSError, EOFError) as exc:
-        raise TransientError(f"{where}: NETCONF {type(exc).__name__}: {exc}") from exc
+        # The server answered: the request is wrong (bad filter, no such datastore).
+        raise PermanentError(
+            f"{dev.name} ({dev.host}:{dev.netconf_port}): NETCONF error: {exc}"
+        ) from exc
+    return str(reply.data_xml)
 
 
 class _NetconfAction(Action):
@@ -106,9 +89,9 @@ class _NetconfAction(Action):
         source = getattr(opts, "source", None)
 
         async def work(dev: Device) -> DeviceOutcome:
-            creds = await asyncio.to_thread(dev.credentials)  # may read a secret file
-            async with pool.slot():
-                xml = await pool.in_thread(_fetch, dev, creds, self.op, opts, source)
+            xml: str = await pool.run(
+                dev, lambda m: _retrieve(m, dev, self.op, opts, source), transport="netconf"
+            )
             return _outcome(dev, self.op, source, xml)
 
         return await run_targets(ctx, opts, work)

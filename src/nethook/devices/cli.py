@@ -104,7 +104,7 @@ class Probe:
 
 def probe_device(device: Device, cfg: DevicesConfig) -> Probe:
     """Log in, read the prompt, log out (blocking; run in a thread)."""
-    from .sessions import netmiko_connect, quiet_disconnect
+    from .netmiko_transport import netmiko_connect, quiet_disconnect
 
     started = time.monotonic()
     try:

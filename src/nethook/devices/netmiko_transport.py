@@ -10,23 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import socket
-from collections.abc import Callable
 from typing import Any
 
 from ..config import DevicesConfig
 from ..exceptions import PermanentError, TransientError
 from .inventory import Credentials, Device
-
-#: Opens a connection (blocking; runs in a pool thread).
-Connector = Callable[[Device, Credentials, DevicesConfig], Any]
-
-
-class SessionDead(Exception):
-    """The connection under a command is gone (EOF, reset, closed socket)."""
-
-
-class AuthFailed(PermanentError):
-    """The device refused the credentials. Permanent: retrying could lock the account."""
+from .transport import AuthFailed, Transport
 
 
 def netmiko_connect(device: Device, creds: Credentials, cfg: DevicesConfig) -> Any:
@@ -85,11 +74,6 @@ def quiet_disconnect(conn: Any) -> None:
         conn.disconnect()
 
 
-def close_if_connected(future: Any) -> None:
-    if not future.cancelled() and future.exception() is None:
-        quiet_disconnect(future.result())
-
-
 def transport_active(conn: Any) -> bool:
     try:
         return bool(conn.remote_conn.transport.is_active())
@@ -117,3 +101,23 @@ def is_read_timeout(exc: BaseException) -> bool:
     except ImportError:  # pragma: no cover - only with a custom connector
         return False
     return isinstance(exc, ReadTimeout)
+
+
+def _probe(conn: Any) -> bool:
+    try:
+        return bool(conn.find_prompt())
+    except Exception:
+        return False
+
+
+#: Netmiko CLI sessions (the pool's default transport).
+NETMIKO = Transport(
+    name="ssh",
+    connect=netmiko_connect,
+    active=transport_active,
+    probe=_probe,
+    disconnect=quiet_disconnect,
+    is_dead=is_dead,
+    is_timeout=is_read_timeout,
+    port=lambda device: device.port,
+)

@@ -1,4 +1,7 @@
-"""The SSH session pool: Netmiko sessions kept warm per device, used from asyncio.
+"""The device session pool: SSH sessions kept warm per device, used from asyncio.
+
+Sessions speak a :class:`~nethook.devices.transport.Transport`: Netmiko CLI (``ssh``, the
+default) or NETCONF (``netconf``, ncclient). Both kinds share the caps and rules below.
 
 Connecting to a network device costs around a second (TCP, SSH key exchange, login,
 ``terminal length 0``); a command on an open session costs tens of milliseconds. So
@@ -33,7 +36,8 @@ import hashlib
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, TypeVar
 
 import structlog
@@ -42,18 +46,9 @@ from .. import metrics
 from ..config import DevicesConfig
 from ..exceptions import PermanentError, TransientError
 from .inventory import Device, Inventory
-from .netmiko_transport import (
-    AuthFailed,
-    Connector,
-    SessionDead,
-    close_if_connected,
-    is_dead,
-    is_read_timeout,
-    netmiko_connect,
-    quiet_disconnect,
-    transport_active,
-)
+from .netmiko_transport import NETMIKO
 from .slots import SharedSlots
+from .transport import AuthFailed, Connector, SessionDead, Transport
 
 log = structlog.get_logger("nethook.devices")
 
@@ -71,6 +66,8 @@ class Session:
     conn: Any
     opened: float
     last_used: float
+    #: The transport this session speaks (``ssh`` for Netmiko CLI, ``netconf``).
+    transport: Transport = NETMIKO
     uses: int = 0
     broken: bool = False
     #: This session's lease in the shared per-device slots (several nodes), if any.
@@ -95,19 +92,22 @@ class PoolStats:
 
 
 class SessionPool:
-    """Warm Netmiko sessions, leased one action at a time. See the module docstring."""
+    """Warm device sessions (Netmiko CLI, NETCONF), leased one action at a time. See the
+    module docstring."""
 
     def __init__(
         self,
         inventory: Inventory,
         config: DevicesConfig,
-        connector: Connector = netmiko_connect,
+        connector: Connector | None = None,
         clock: Callable[[], float] = time.monotonic,
         slots: SharedSlots | None = None,
     ) -> None:
         self.inventory = inventory
         self.config = config
-        self.connector = connector
+        # A connector replaces Netmiko's (tests, other CLI libraries); NETCONF is built in.
+        ssh = NETMIKO if connector is None else replace(NETMIKO, connect=connector)
+        self.transports: dict[str, Transport] = {ssh.name: ssh}
         self.clock = clock
         self.stats = PoolStats()
         # Threads: one per possible session, plus room for closes and probes.
@@ -116,7 +116,8 @@ class SessionPool:
         )
         self._slots = asyncio.Semaphore(config.max_sessions)
         self._device_sems: dict[str, asyncio.Semaphore] = {}
-        self._idle: dict[str, list[Session]] = {}
+        #: Idle sessions per (device name, transport name).
+        self._idle: dict[tuple[str, str], list[Session]] = {}
         self._open: set[Session] = set()
         self._auth_failed: dict[str, tuple[str, float, str]] = {}
         self._reaper: asyncio.Task[None] | None = None
@@ -178,23 +179,44 @@ class SessionPool:
     def open_count(self) -> int:
         return len(self._open)
 
-    def idle_count(self, device: str | None = None) -> int:
+    def idle_count(self, device: str | None = None, transport: str = "ssh") -> int:
         if device is not None:
-            return len(self._idle.get(device, []))
+            return len(self._idle.get((device, transport), []))
         return sum(len(v) for v in self._idle.values())
+
+    def transport(self, name: str) -> Transport:
+        """The transport called ``name`` (``ssh`` or ``netconf``)."""
+        found = self.transports.get(name)
+        if found is None and name == "netconf":
+            from .netconf_transport import NETCONF
+
+            found = self.transports[name] = NETCONF
+        if found is None:
+            raise PermanentError(f"no session transport {name!r}")
+        return found
 
     # ------------------------------------------------------------------ public API
 
-    async def run(self, device: Device, fn: Callable[[Any], T], *, retry_dead: bool = True) -> T:
+    async def run(
+        self,
+        device: Device,
+        fn: Callable[[Any], T],
+        *,
+        retry_dead: bool = True,
+        transport: str = "ssh",
+    ) -> T:
         """Run ``fn(connection)`` in a pool thread on a leased session of ``device``.
 
-        ``fn`` may raise our own errors (they pass through, the session stays usable). A
-        dead connection is replaced and ``fn`` run once more when the session was a reused
-        one and ``retry_dead`` is set; otherwise it is a :class:`TransientError`.
+        ``transport`` picks the kind of session (``ssh``: a Netmiko connection;
+        ``netconf``: an ncclient Manager); both count against the same caps. ``fn`` may
+        raise our own errors (they pass through, the session stays usable). A dead
+        connection is replaced and ``fn`` run once more when the session was a reused one
+        and ``retry_dead`` is set; otherwise it is a :class:`TransientError`.
         """
+        kind = self.transport(transport)
         sem = self._device_sems.setdefault(device.name, asyncio.Semaphore(self.config.per_device))
         async with sem:
-            session, reused = await self._checkout(device)
+            session, reused = await self._checkout(device, kind)
             try:
                 try:
                     return await self._call(session, fn)
@@ -204,7 +226,7 @@ class SessionPool:
                         raise TransientError(f"{device.name}: session lost: {exc}") from exc
                     self.stats.reconnects += 1
                     log.info("ssh.reconnect", device=device.name, reason=str(exc))
-                    session = await self._connect(device)
+                    session = await self._connect(device, kind)
                     try:
                         return await self._call(session, fn)
                     except SessionDead as exc2:
@@ -229,8 +251,8 @@ class SessionPool:
 
     # ------------------------------------------------------------------ internals
 
-    async def _checkout(self, device: Device) -> tuple[Session, bool]:
-        idle = self._idle.get(device.name, [])
+    async def _checkout(self, device: Device, kind: Transport) -> tuple[Session, bool]:
+        idle = self._idle.get((device.name, kind.name), [])
         while True:
             # The most recently used is the most likely alive. Only a session opened for
             # this very definition: across a reload, a caller holding the old one must not
@@ -248,35 +270,29 @@ class SessionPool:
                 self.stats.reuses += 1
                 return session, True
             self.stats.health_failures += 1
-            log.info("ssh.unhealthy", device=device.name)
+            log.info("ssh.unhealthy", device=device.name, transport=kind.name)
             self._discard(session)
-        return await self._connect(device), False
+        return await self._connect(device, kind), False
 
     async def _healthy(self, session: Session) -> bool:
-        if session.broken or not transport_active(session.conn):
+        kind = session.transport
+        if session.broken or not kind.active(session.conn):
             return False
         if self.clock() - session.last_used < self.config.health_check_after:
             return True
-
-        def probe(conn: Any) -> bool:
-            try:
-                return bool(conn.find_prompt())
-            except Exception:
-                return False
-
         try:
             return await asyncio.wait_for(
-                self.in_thread(probe, session.conn), self.config.connect_timeout
+                self.in_thread(kind.probe, session.conn), self.config.connect_timeout
             )
         except TimeoutError:
             session.broken = True
             return False
 
-    async def _connect(self, device: Device) -> Session:
+    async def _connect(self, device: Device, kind: Transport) -> Session:
         # Credentials may come from a file: read off the event loop.
         creds = await self.in_thread(device.credentials)
         fingerprint = hashlib.sha256(
-            f"{creds.username}\0{creds.password}\0{device.host}:{device.port}".encode()
+            f"{creds.username}\0{creds.password}\0{device.host}:{kind.port(device)}".encode()
         ).hexdigest()
         held = self._auth_failed.get(device.name)
         if held is not None:
@@ -298,7 +314,7 @@ class SessionPool:
         except BaseException:
             self._release_shared(device.name, token)
             raise
-        future = self.executor.submit(self.connector, device, creds, self.config)
+        future = self.executor.submit(kind.connect, device, creds, self.config)
         try:
             conn = await asyncio.wrap_future(future)
         except asyncio.CancelledError:
@@ -306,7 +322,7 @@ class SessionPool:
             # rather than leave a vty line taken by a session nobody holds.
             self._slots.release()
             self._release_shared(device.name, token)
-            future.add_done_callback(close_if_connected)
+            future.add_done_callback(partial(_close_if_connected, kind))
             raise
         except AuthFailed as exc:
             self._slots.release()
@@ -325,13 +341,13 @@ class SessionPool:
             metrics.DEVICE_CONNECTS.labels("error").inc()
             raise
         now = self.clock()
-        session = Session(device, conn, opened=now, last_used=now, slot=token)
+        session = Session(device, conn, opened=now, last_used=now, transport=kind, slot=token)
         self._open.add(session)
         metrics.DEVICE_CONNECTS.labels("ok").inc()
         metrics.DEVICE_SESSIONS_OPEN.inc()
         self.stats.connects += 1
         self.stats.per_device[device.name] = self.stats.per_device.get(device.name, 0) + 1
-        log.info("ssh.connected", device=device.name, open=len(self._open))
+        log.info("ssh.connected", device=device.name, transport=kind.name, open=len(self._open))
         return session
 
     async def _acquire_slot(self) -> None:
@@ -361,9 +377,9 @@ class SessionPool:
             raise
         except BaseException as exc:
             session.broken = True
-            if is_dead(exc):
+            if session.transport.is_dead(exc):
                 raise SessionDead(f"{type(exc).__name__}: {exc}") from exc
-            if is_read_timeout(exc):
+            if session.transport.is_timeout(exc):
                 # Output may still arrive later and confuse the next command: the session
                 # was marked broken above and is closed on checkin.
                 raise TransientError(
@@ -379,14 +395,14 @@ class SessionPool:
             session.broken
             or self._closed
             or not self._current(session)
-            or not transport_active(session.conn)
+            or not session.transport.active(session.conn)
         ):
             self._discard(session)
             return
-        self._idle.setdefault(session.device.name, []).append(session)
+        self._idle.setdefault(_key(session), []).append(session)
 
     def _forget(self, session: Session) -> bool:
-        idle = self._idle.get(session.device.name)
+        idle = self._idle.get(_key(session))
         if idle and session in idle:
             idle.remove(session)
         if session in self._open:
@@ -403,7 +419,7 @@ class SessionPool:
         session.broken = True
         if self._forget(session):
             with contextlib.suppress(RuntimeError):  # executor already shut down
-                future = self.executor.submit(quiet_disconnect, session.conn)
+                future = self.executor.submit(session.transport.disconnect, session.conn)
                 self._closing.add(future)
                 future.add_done_callback(self._closing.discard)
 
@@ -432,3 +448,12 @@ class SessionPool:
                         self.stats.closed_idle += 1
                         log.info("ssh.idle_close", device=s.device.name)
                         self._discard(s)
+
+
+def _key(session: Session) -> tuple[str, str]:
+    return session.device.name, session.transport.name
+
+
+def _close_if_connected(kind: Transport, future: Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is None:
+        kind.disconnect(future.result())
