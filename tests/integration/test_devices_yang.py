@@ -404,3 +404,89 @@ def test_fan_out_with_a_failing_device_fails_unless_partial_ok(server: Server) -
     assert rc["succeeded"] == ["r1"] and rc["failed"] == ["untrusted"]
     assert "not trusted" in rc["devices"]["untrusted"]["error"]
     assert rc["devices"]["untrusted"]["transient"] is False
+
+
+# --------------------------------------------------------------------------- the pool, NETCONF
+
+
+def _pool_device(lab: Lab, netconf_port: int, password: str) -> tuple[Any, Any]:
+    from nethook.devices import inventory as inventory_mod
+
+    inv = inventory_mod.from_dict(
+        {
+            "devices": {
+                "nc": {
+                    "host": "127.0.0.1",
+                    "port": lab["r1"].port,
+                    "netconf_port": netconf_port,
+                    "username": USERNAME,
+                    "password": password,
+                }
+            }
+        }
+    )
+    return inv, inv.get("nc")
+
+
+async def test_pooled_netconf_session_is_probed_before_reuse(lab: Lab, netconf_port: int) -> None:
+    from nethook.config import DevicesConfig
+    from nethook.devices.sessions import SessionPool
+
+    inv, dev = _pool_device(lab, netconf_port, PASSWORD)
+    # health_check_after=0: every reuse makes the probe's round trip first.
+    pool = SessionPool(inv, DevicesConfig(health_check_after=0, connect_timeout=10))
+    await pool.start()
+    try:
+        before = len(NC_SESSIONS)
+        for _ in range(3):
+            xml = await pool.run(
+                dev, lambda m: str(m.get_config(source="running").data_xml), transport="netconf"
+            )
+            assert "hostname" in xml
+        assert pool.stats.connects == 1 and pool.stats.reuses == 2, pool.stats
+        assert pool.stats.health_failures == 0
+        assert len(set(NC_SESSIONS[before:])) == 1
+        assert pool.idle_count("nc", transport="netconf") == 1
+    finally:
+        await pool.close()
+    assert pool.open_count() == 0
+
+
+async def test_a_refused_login_holds_cli_and_netconf_alike(lab: Lab, netconf_port: int) -> None:
+    from nethook.config import DevicesConfig
+    from nethook.devices.sessions import AuthFailed, SessionPool
+
+    inv, dev = _pool_device(lab, netconf_port, "not-the-password")
+    pool = SessionPool(inv, DevicesConfig(connect_timeout=10))
+    await pool.start()
+    try:
+        failed = lab["r1"].logins_failed
+        with pytest.raises(AuthFailed):
+            await pool.run(dev, lambda conn: conn.send_command("show clock"))
+        assert lab["r1"].logins_failed - failed == 1
+        # Same account over NETCONF: refused by the hold, no second wrong login anywhere.
+        with pytest.raises(AuthFailed, match="not retrying"):
+            await pool.run(dev, lambda m: m.get_config(source="running"), transport="netconf")
+        assert pool.stats.auth_refusals == 1 and pool.stats.connects == 0
+    finally:
+        await pool.close()
+
+
+async def test_per_device_lines_are_shared_by_cli_and_netconf(lab: Lab, netconf_port: int) -> None:
+    from nethook.config import DevicesConfig
+    from nethook.devices.sessions import SessionPool
+
+    inv, dev = _pool_device(lab, netconf_port, PASSWORD)
+    pool = SessionPool(inv, DevicesConfig(per_device=1, connect_timeout=10))
+    await pool.start()
+    try:
+        await pool.run(dev, lambda conn: conn.send_command("show clock"))
+        assert pool.idle_count("nc") == 1
+        # One line: the idle CLI session gives it up for the NETCONF one, and back.
+        await pool.run(dev, lambda m: m.get_config(source="running"), transport="netconf")
+        assert pool.open_count() == 1 and pool.idle_count("nc", transport="netconf") == 1
+        await pool.run(dev, lambda conn: conn.send_command("show clock"))
+        assert pool.open_count() == 1 and pool.idle_count("nc") == 1
+        assert pool.stats.evicted == 2
+    finally:
+        await pool.close()

@@ -20,7 +20,12 @@ from .transport import AuthFailed, Transport
 def netconf_connect(device: Device, creds: Credentials, cfg: DevicesConfig) -> Any:
     """Open an ncclient Manager (blocking), converting failures into our errors."""
     from ncclient import manager
-    from ncclient.transport.errors import AuthenticationError, SSHError, TransportError
+    from ncclient.transport.errors import (
+        AuthenticationError,
+        SessionError,
+        SSHError,
+        TransportError,
+    )
 
     where = f"{device.name} ({device.host}:{device.netconf_port})"
     try:
@@ -34,11 +39,14 @@ def netconf_connect(device: Device, creds: Credentials, cfg: DevicesConfig) -> A
             allow_agent=False,
             look_for_keys=False,
             timeout=cfg.connect_timeout,
+            # A warm session behind NAT or a firewall needs traffic to stay mapped.
+            keepalive=max(1, int(cfg.keepalive)),
             device_params={"name": "default"},
         )
     except AuthenticationError as exc:
         raise AuthFailed(f"{where}: NETCONF authentication failed") from exc
-    except (SSHError, TransportError, OSError, EOFError) as exc:
+    except (SSHError, TransportError, SessionError, OSError, EOFError) as exc:
+        # SessionError: no <hello> in time, or the subsystem refused.
         raise TransientError(f"{where}: NETCONF {type(exc).__name__}: {exc}") from exc
     except ValueError as exc:
         raise PermanentError(f"{where}: NETCONF: {exc}") from exc
@@ -52,12 +60,39 @@ def _active(m: Any) -> bool:
 
 
 def _close(m: Any) -> None:
-    # close_session is a polite <close-session>; if the peer is gone, drop the transport.
+    # close_session is a polite <close-session>, waited for at most a few seconds (the
+    # Manager still has the last action's timeout, up to minutes, and a dead peer never
+    # answers); then the transport is dropped whatever happened.
     with contextlib.suppress(Exception):
         if m.connected:
+            m.timeout = min(float(m.timeout or _CLOSE_WAIT), _CLOSE_WAIT)
             m.close_session()
     with contextlib.suppress(Exception):
         m._session.close()
+
+
+_CLOSE_WAIT = 3.0
+
+
+def _probe(m: Any) -> bool:
+    """A round trip: any reply (an <rpc-error> for this unknown operation included) proves
+    the session answers; a timeout or a transport error says it does not."""
+    from lxml import etree
+    from ncclient.operations.rpc import RPCError
+
+    if not _active(m):
+        return False
+    previous = m.timeout
+    m.timeout = _CLOSE_WAIT
+    try:
+        m.dispatch(etree.Element("nethook-probe"))
+    except RPCError:
+        return True
+    except Exception:
+        return False
+    finally:
+        m.timeout = previous
+    return True
 
 
 def _is_dead(exc: BaseException) -> bool:
@@ -76,13 +111,12 @@ def _is_timeout(exc: BaseException) -> bool:
     return isinstance(exc, TimeoutExpiredError)
 
 
-#: NETCONF sessions; the probe is the transport check (NETCONF has no cheap no-op RPC
-#: every server answers the same way).
+#: NETCONF sessions over SSH (ncclient).
 NETCONF = Transport(
     name="netconf",
     connect=netconf_connect,
     active=_active,
-    probe=_active,
+    probe=_probe,
     disconnect=_close,
     is_dead=_is_dead,
     is_timeout=_is_timeout,

@@ -25,7 +25,8 @@ sessions stay open between events, with these rules:
   the pool refuses further logins to that device with the same credentials for
   ``auth_failure_hold`` seconds: retries must not lock the account.
 - **cancellation**: an action that times out while its Netmiko call still runs has its
-  session closed under it (which also unblocks the thread); it is never reused.
+  session closed under it (for Netmiko that also unblocks the thread; an ncclient RPC
+  waits out its own timeout); it is never reused.
 """
 
 from __future__ import annotations
@@ -291,8 +292,10 @@ class SessionPool:
     async def _connect(self, device: Device, kind: Transport) -> Session:
         # Credentials may come from a file: read off the event loop.
         creds = await self.in_thread(device.credentials)
+        # One account, whatever the protocol: a refused login holds CLI and NETCONF logins
+        # with the same credentials alike (alternating them must not lock the account).
         fingerprint = hashlib.sha256(
-            f"{creds.username}\0{creds.password}\0{device.host}:{kind.port(device)}".encode()
+            f"{creds.username}\0{creds.password}\0{device.host}".encode()
         ).hexdigest()
         held = self._auth_failed.get(device.name)
         if held is not None:
@@ -304,6 +307,7 @@ class SessionPool:
                     f"{until - self.clock():.0f}s more"
                 )
             del self._auth_failed[device.name]
+        self._make_room_on(device)
         token = None
         if self.slots is not None:
             # The device's vty lines are shared by every node: lease one in the store first.
@@ -350,6 +354,18 @@ class SessionPool:
         log.info("ssh.connected", device=device.name, transport=kind.name, open=len(self._open))
         return session
 
+    def _make_room_on(self, device: Device) -> None:
+        """Keep this node within the device's ``per_device`` lines across transports: an
+        idle session of the other kind (CLI vs NETCONF) gives its line to a new one."""
+        here = [s for s in self._open if s.device.name == device.name]
+        idle = [s for s in here if s in self._idle.get(_key(s), ())]
+        while len(here) >= self.config.per_device and idle:
+            victim = min(idle, key=lambda s: s.last_used)
+            idle.remove(victim)
+            here.remove(victim)
+            self.stats.evicted += 1
+            self._discard(victim)
+
     async def _acquire_slot(self) -> None:
         while self._slots.locked():
             victim = self._least_recent_idle()
@@ -377,13 +393,16 @@ class SessionPool:
             raise
         except BaseException as exc:
             session.broken = True
-            if session.transport.is_dead(exc):
+            kind = session.transport
+            # A timeout on a connection that turns out to be down is a dead session (it gets
+            # the one retry on a fresh one), not a slow device.
+            if kind.is_dead(exc) or (kind.is_timeout(exc) and not kind.active(session.conn)):
                 raise SessionDead(f"{type(exc).__name__}: {exc}") from exc
-            if session.transport.is_timeout(exc):
+            if kind.is_timeout(exc):
                 # Output may still arrive later and confuse the next command: the session
                 # was marked broken above and is closed on checkin.
                 raise TransientError(
-                    f"{session.device.name}: no prompt after the command: {exc}"
+                    f"{session.device.name}: no answer in time ({kind.name}): {exc}"
                 ) from exc
             raise
         session.uses += 1
