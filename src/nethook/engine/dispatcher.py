@@ -406,6 +406,10 @@ class Dispatcher:
                     ctx.log = ctx.log.bind(device=args["device"])
                 timeout = step.timeout or self.cfg.action_timeout
                 result = await run_action(ctx, step, args, timeout)
+            # Read the clock now rather than add elapsed to started: elapsed starts after
+            # rendering, and on a busy machine the difference was 20 ms, enough to date a
+            # run's end before the request it made.
+            finished = time.time()
             metrics.action_run(step.action, result.ok, result.elapsed)
             ctx.log.info(
                 "action.finished",
@@ -422,7 +426,7 @@ class Dispatcher:
                 attempt=attempt,
                 status=RunStatus.SUCCEEDED if result.ok else RunStatus.FAILED,
                 started_at=started,
-                finished_at=started + result.elapsed,
+                finished_at=finished,
                 output=result.output,
                 error=result.error,
                 transient=result.transient,
