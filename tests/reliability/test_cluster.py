@@ -216,11 +216,11 @@ class Sent:
 
 
 async def send_all(
-    servers: list[Server], tag: str, sent: Sent, on_kill: Callable[[], list[int]]
+    servers: list[Server], tag: str, sent: Sent, on_kill: Callable[[], list[int] | None]
 ) -> float:
     """Send every event; a request that fails goes to the other server (same delivery id).
-    ``on_kill`` runs once KILL_AT are acknowledged and returns the indices of dead servers.
-    Returns the kill time."""
+    ``on_kill`` is tried after every acknowledgement from KILL_AT on, until it returns the
+    indices of the servers it killed (None: not yet). Returns the kill time."""
     pending = list(range(N_EVENTS - 1, -1, -1))
     down: set[int] = set()
     killed_at = 0.0
@@ -255,8 +255,10 @@ async def send_all(
             else:
                 raise AssertionError(f"event {n} was never acknowledged: {sent.errors}")
             if not killed_at and len(sent.acked) >= KILL_AT:
-                killed_at = time.time()
-                down.update(on_kill())
+                dead = on_kill()
+                if dead is not None:
+                    killed_at = time.time()
+                    down.update(dead)
 
     try:
         await asyncio.gather(*(sender() for _ in range(IN_FLIGHT)))
@@ -289,14 +291,28 @@ def test_two_servers_two_workers_sigkill_mid_run(
             proc.wait_ready()
         started = time.monotonic()
 
-        def kill() -> list[int]:
+        doomed = {str(p.proc.pid) for p in (workers[0], servers[0]) if p.proc is not None}
+        leases = psycopg.connect(pg_url, autocommit=True)
+
+        def kill() -> list[int] | None:
+            # Kill only while one of the two holds a lease, so that the kill lands mid-run
+            # (with four dispatchers keeping up, a blind kill could find them idle).
+            owners = leases.execute(
+                "SELECT lease_owner FROM events WHERE status = 'running'"
+            ).fetchall()
+            if not any(o and o.split(":")[1] in doomed for (o,) in owners):
+                return None
             workers[0].kill()
             servers[0].kill()
             return [0]
 
         tag = f"cl-{time.time_ns()}"
         sent = Sent()
-        killed_at = asyncio.run(send_all(servers, tag, sent, kill))
+        try:
+            killed_at = asyncio.run(send_all(servers, tag, sent, kill))
+        finally:
+            leases.close()
+        assert killed_at, "the processes to kill never held a lease while events were sent"
         ingest_s = time.monotonic() - started
 
         deadline = time.monotonic() + SETTLE_TIMEOUT
