@@ -190,10 +190,16 @@ async def send_phase(
 
 
 async def send_and_kill(
-    server: Server, tag: str, todo: list[int], sent: Sent, kill_after: int
+    server: Server,
+    tag: str,
+    todo: list[int],
+    sent: Sent,
+    kill_after: int,
+    mid_action: bool = False,
 ) -> tuple[list[int], float]:
-    """Phase 1: send; SIGKILL the server once ``kill_after`` are acknowledged; keep sending
-    a moment so some requests fail; return the unsent indices and the kill time."""
+    """Phase 1: send; SIGKILL the server once ``kill_after`` are acknowledged (and, with
+    ``mid_action``, an event is leased); keep sending a moment so some requests fail;
+    return the unsent indices and the kill time."""
     stop = asyncio.Event()
     enough = asyncio.Event()
 
@@ -206,6 +212,12 @@ async def send_and_kill(
     await asyncio.wait({senders, waiter}, return_when=asyncio.FIRST_COMPLETED)
     waiter.cancel()
     assert enough.is_set(), f"only {len(sent.acked)} acknowledged before the senders ran out"
+    # Kill while an event is leased (actions in flight), not in a lull between events: the
+    # senders keep going meanwhile.
+    for _ in range(2000 if mid_action else 0):  # 10 s at most
+        if db_rows(server.db_path, "SELECT 1 FROM events WHERE status = 'running' LIMIT 1"):
+            break
+        await asyncio.sleep(0.005)
     server.kill()  # SIGKILL, right now, with requests and actions in flight
     killed_at = time.time()
     await asyncio.sleep(KEEP_SENDING_AFTER_KILL)
@@ -263,7 +275,7 @@ def test_kill9_mid_stream_then_restart(
 
     # Phase 1: send, kill -9 after about a third were acknowledged.
     unsent, killed_at = asyncio.run(
-        send_and_kill(server, tag, list(range(N_EVENTS)), sent, N_EVENTS // 3)
+        send_and_kill(server, tag, list(range(N_EVENTS)), sent, N_EVENTS // 3, mid_action=True)
     )
     acked_phase1 = len(sent.acked)
     failed_phase1 = set(sent.failed)
