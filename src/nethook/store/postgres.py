@@ -48,7 +48,13 @@ from . import pg_schema
 from .base import ActivityRow, EventFilter, PurgeResult, Store, event_list_query, load_queries
 from .pg_batch import Batcher, Finish, clean, finish_many, insert_events, insert_runs
 from .pg_pool import CONNECT_ARGS, UNAVAILABLE, Pools
-from .rows import artifact_from_row, draft_params, event_from_row, run_from_row
+from .rows import (
+    activity_from_rows,
+    artifact_from_row,
+    draft_params,
+    event_from_row,
+    run_from_row,
+)
 
 log = structlog.get_logger("nethook.store.postgres")
 
@@ -298,10 +304,7 @@ class PostgresStore(Store):
 
     async def activity(self, since: float) -> list[ActivityRow]:
         params = {"since_id": id_floor(since), "since": since}
-        return [
-            ActivityRow(r["source"], r["status"], int(r["minute"]), int(r["n"]), r["last_seen"])
-            for r in await self._pools.rows(self.q["activity"], params)
-        ]
+        return activity_from_rows(await self._pools.rows(self.q["activity"], params))
 
     async def kv_get(self, namespace: str, key: str) -> Any | None:
         params = {"namespace": namespace, "key": key, "now": time.time()}

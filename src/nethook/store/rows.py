@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 from ..events import ActionRun, Artifact, Event, EventDraft, EventStatus, RunStatus, new_id
+from .base import ActivityRow
 
 
 def _dumps(value: Any) -> bytes:
@@ -54,6 +55,14 @@ def run_from_row(row: Any) -> ActionRun:
         error=r["error"],
         transient=bool(r["transient"]),
     )
+
+
+def activity_from_rows(rows: list[Any]) -> list[ActivityRow]:
+    """The ``activity`` query's rows (source, status, minute, n, last_seen) as records."""
+    return [
+        ActivityRow(r["source"], r["status"], int(r["minute"]), int(r["n"]), r["last_seen"])
+        for r in rows
+    ]
 
 
 def artifact_from_row(row: Any) -> Artifact:

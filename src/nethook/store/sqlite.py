@@ -43,6 +43,7 @@ from .base import (
 )
 from .rows import (
     _dumps,
+    activity_from_rows,
     artifact_from_row,
     draft_params,
     event_from_row,
@@ -333,10 +334,7 @@ class SQLiteStore(Store):
         sql = self.q["activity"]
         params = {"since_id": id_floor(since), "since": since}
         rows = await self._read(lambda c: c.execute(sql, params).fetchall())
-        return [
-            ActivityRow(r["source"], r["status"], int(r["minute"]), int(r["n"]), r["last_seen"])
-            for r in rows
-        ]
+        return activity_from_rows(rows)
 
     async def kv_get(self, namespace: str, key: str) -> Any | None:
         sql = self.q["kv_get"]
