@@ -74,14 +74,6 @@ def pool_of(ctx: ActionContext) -> Any:
     return pool
 
 
-def device_of(ctx: ActionContext, key: str) -> Device:
-    """One inventory device by name, host or address (RESTCONF, NETCONF)."""
-    dev = pool_of(ctx).inventory.find(key)
-    if dev is None:
-        raise PermanentError(f"device {key!r} is not in the inventory")
-    return dev
-
-
 def slug(text: str, limit: int = 60) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")[:limit] or "output"
 

@@ -35,7 +35,7 @@ import asyncio
 import contextlib
 import hashlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -236,15 +236,6 @@ class SessionPool:
             finally:
                 if session in self._open:
                     self._checkin(session)
-
-    @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        """Hold one connection slot of the global cap (NETCONF sessions count too)."""
-        await self._acquire_slot()
-        try:
-            yield
-        finally:
-            self._slots.release()
 
     async def in_thread(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a blocking call on the pool's executor."""
